@@ -1,0 +1,56 @@
+"""Every run shipped in checkpoints/ loads, is described, and codes exactly.
+
+These are trained models, so here the entropy model's estimate must match the
+real file size (tiny test models are too poorly calibrated for that check).
+"""
+
+import numpy as np
+import pytest
+
+from tfc_inference import bits_back
+from tfc_inference import checkpoints
+from tfc_inference import codec
+from tfc_inference import file_format
+from tfc_inference import models
+from tfc_inference import synthetic
+
+SHIPPED = checkpoints.list_runs(checkpoints.default_checkpoint_dir())
+REQUIRED_CONFIG = ["model", "model_class", "num_filters", "lmbda", "steps",
+                   "batchsize", "patchsize", "lr_schedule", "train_data"]
+
+
+def test_at_least_one_run_is_shipped():
+  assert SHIPPED, "checkpoints/ holds no run"
+
+
+@pytest.mark.parametrize("run", SHIPPED)
+def test_shipped_run_config_and_round_trip(run):
+  model, config, run_name = checkpoints.load_run(run)
+  for key in REQUIRED_CONFIG:
+    assert key in config, f"{run}/config.json lacks {key}"
+  assert run == models.run_name(config["model"], config["num_filters"],
+                                config["lmbda"])
+  image = synthetic.test_image(256, 256, seed=12)
+  x = codec.to_batch(image)
+  if config["model"] == "mbt2018_bb":
+    y, _ = model.analyze(x)
+    y_hat = np.round(y.numpy())
+    data, info = bits_back.encode_file(model, run_name, "mbt2018_bb", image, y_hat)
+    _, decoded = bits_back.decode_file(model, file_format.CompressedFile.from_bytes(data))
+    np.testing.assert_array_equal(decoded["y_hat"], y_hat)
+    assert decoded["side_info"] == info["side_info"]
+    net_bits = 8 * len(data) - info["side_info_bits"]
+    assert abs(net_bits - info["est_net_bits"]) <= 0.03 * info["est_net_bits"] + 512
+    return
+  y_hat, z_hat = codec.amortized_latents(model, x)
+  estimate = model.true_rd(x, y_hat, z_hat)
+  data = codec.encode_range_coded(model, run_name, config["model"], image, y_hat,
+                                  z_hat)
+  compressed = file_format.CompressedFile.from_bytes(data)
+  decoded_y, _ = codec.range_coded_decode_fn(model, compressed)
+  np.testing.assert_array_equal(decoded_y, y_hat.numpy())
+  payload_bits = 8 * sum(len(s) for s in compressed.strings)
+  header_bits = 8 * len(data) - payload_bits
+  est_bits = float(estimate["bits"][0])
+  # Header, 1%, and range-coder termination (a few bytes per string).
+  assert abs(8 * len(data) - est_bits) <= header_bits + 0.01 * est_bits + 64

@@ -1,0 +1,271 @@
+"""Lossy bits-back coding of the `BitsBackHyperprior` with constriction's ANS stack.
+
+Paper: Yang, Bamler, Mandt (NeurIPS 2020), section 3.3 and Algorithm 1.
+
+y_hat lives on the integer grid and is coded with p(y_hat | z_hat), the Gaussian
+convolved with a unit uniform (tfc's `NoisyNormal` discretization, scales from the
+same 64-level table as the mean-scale model). z is continuous; it is discretized on
+a grid of width `2**-GRID_BITS` for both q(z | y_hat) and p(z), so the grid's
+log-width cancels between the cost of z and the bits got back.
+
+encode: the stack starts as [seeded padding, side information xi]. z_hat is
+*decoded* from it with Q(z | y_hat), then y_hat is pushed with P(y | z_hat) and z_hat
+with P(z). decode pops z_hat, then y_hat, recomputes Q(z | y_hat) and pushes z_hat
+back with it, which restores the initial stack: xi comes back bit for bit as long as
+the decoder computes exactly the same q as the encoder (same weights, same math).
+"""
+
+import dataclasses
+import struct
+import zlib
+
+import constriction
+import numpy as np
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+from tfc_inference import codec
+from tfc_inference import file_format
+from tfc_inference import image_io
+from tfc_inference import models
+
+METHODS = ("mbt2018_bb", "bb_plain", "bb_no_sga", "bb_sga")
+GRID_BITS = 5  # z grid width 1/32
+_Z_TAIL_MASS = 1e-7
+_EXTRA_FORMAT = "<IIIIBhhii"  # see SideInfoHeader
+
+
+def z_tables(model, grid_bits=GRID_BITS):
+  """Discretized prior P(z) on the z grid: dict of arrays to save with the weights.
+
+  `bb_z_probs` [N, K] float64 holds P(z = (kmin + j) * delta) per channel.
+  """
+  delta = 2. ** -grid_bits
+  prior = model.hyperprior
+  lower = tfc.lower_tail(prior, _Z_TAIL_MASS).numpy()
+  upper = tfc.upper_tail(prior, _Z_TAIL_MASS).numpy()
+  kmin = int(np.floor(lower.min() / delta)) - 1
+  kmax = int(np.ceil(upper.max() / delta)) + 1
+  grid = np.arange(kmin, kmax + 1, dtype=np.float64) * delta
+  edges = np.concatenate([grid - delta / 2, grid[-1:] + delta / 2])
+  edges_tf = tf.constant(np.repeat(edges[:, None], model.num_filters, 1), tf.float32)
+  cdf = prior.cdf(edges_tf).numpy().astype(np.float64)  # [K + 1, N]
+  probs = np.maximum(np.diff(cdf, axis=0).T, 0.)
+  return {"bb_z_probs": probs, "bb_z_kmin": np.array(kmin, np.int32),
+          "bb_grid_bits": np.array(grid_bits, np.int32)}
+
+
+@dataclasses.dataclass
+class SideInfoHeader:
+  """Bits-back bookkeeping stored in the file header's `extra` field."""
+  side_info_bytes: int  # length of xi
+  side_info_crc: int  # CRC-32 of xi
+  pad_words: int  # seeded random 32-bit words below xi on the stack
+  pad_seed: int
+  grid_bits: int
+  y_min: int
+  y_max: int
+  z_kmin: int
+  z_kmax: int
+
+  def to_bytes(self):
+    return struct.pack(_EXTRA_FORMAT, *dataclasses.astuple(self))
+
+  @classmethod
+  def from_bytes(cls, data):
+    if len(data) != struct.calcsize(_EXTRA_FORMAT):
+      raise file_format.FormatError("bits-back header has the wrong size")
+    return cls(*struct.unpack(_EXTRA_FORMAT, data))
+
+
+def _words_from_bytes(data):
+  padded = bytes(data) + b"\0" * (-len(data) % 4)
+  return np.frombuffer(padded, dtype="<u4").astype(np.uint32)
+
+
+def _padding(words, seed):
+  rng = np.random.default_rng([seed, 0xB175BAC])
+  return rng.integers(0, 2 ** 32, size=words, dtype=np.uint32)
+
+
+def random_side_info(num_bits, seed):
+  """The paper's worst case: incompressible side information from a seeded RNG."""
+  rng = np.random.default_rng([seed, 0x5151])
+  return rng.integers(0, 256, size=-(-num_bits // 8), dtype=np.uint8).tobytes()
+
+
+class BitsBackCoder:
+  """Per-image bits-back encoder/decoder for a loaded `BitsBackHyperprior`."""
+
+  def __init__(self, model):
+    if not isinstance(model, models.BitsBackHyperprior):
+      raise TypeError("bits-back coding needs a BitsBackHyperprior (mbt2018_bb run)")
+    self.model = model
+    tables = model.tables
+    self.z_probs = tables["bb_z_probs"]
+    self.z_kmin = int(tables["bb_z_kmin"])
+    self.z_kmax = self.z_kmin + self.z_probs.shape[1] - 1
+    self.grid_bits = int(tables["bb_grid_bits"])
+    self.delta = 2. ** -self.grid_bits
+    self._z_models = [
+        constriction.stream.model.Categorical(np.ascontiguousarray(p), perfect=False)
+        for p in self.z_probs]
+
+  # -- model pieces shared by encoder and decoder (batch of one, same ops)
+  def posterior(self, y_hat):
+    """Q(z | y_hat) in grid units: (mean, std) float64 arrays [1, h, w, N]."""
+    mean, log_var = self.model.posterior_z(tf.constant(y_hat, tf.float32))
+    std = np.exp(0.5 * log_var.numpy().astype(np.float64))
+    return mean.numpy().astype(np.float64) / self.delta, std / self.delta
+
+  def y_parameters(self, z_index, y_shape):
+    z_hat = tf.constant(z_index * self.delta, tf.float32)
+    loc, indexes = self.model.y_conditional(z_hat, y_shape)
+    scale = models.scale_fn(models.coding_indexes(indexes))
+    return loc.numpy().astype(np.float64), scale.numpy().astype(np.float64)
+
+  def _q_model(self):
+    return constriction.stream.model.QuantizedGaussian(self.z_kmin, self.z_kmax)
+
+  def _push_z_prior(self, coder, z_index):
+    per_channel = z_index.reshape(-1, z_index.shape[-1])
+    for c in reversed(range(per_channel.shape[1])):
+      coder.encode_reverse(
+          (per_channel[:, c] - self.z_kmin).astype(np.int32), self._z_models[c])
+
+  def _pop_z_prior(self, coder, z_shape):
+    count = int(np.prod(z_shape[:-1]))
+    channels = [coder.decode(self._z_models[c], count) + self.z_kmin
+                for c in range(z_shape[-1])]
+    return np.stack(channels, -1).reshape(z_shape).astype(np.int64)
+
+  def side_info_capacity_bits(self, y_hat):
+    """Roughly how many bits decoding z with Q consumes (its entropy, + margin)."""
+    _, std = self.posterior(y_hat)
+    per_latent = np.maximum(np.log2(np.maximum(std, 1e-9)) + 2.05, 0.)
+    return int(np.sum(per_latent) * 1.1) + 256
+
+  def encode(self, y_hat, side_info, seed=0):
+    """Bits-back codes integer `y_hat` [1, h, w, N] on top of `side_info` bytes.
+
+    Returns (payload words, SideInfoHeader, z_index, info dict).
+    """
+    y_hat = np.asarray(y_hat, np.float32)
+    mean, std = self.posterior(y_hat)
+    needed_bits = self.side_info_capacity_bits(y_hat)
+    xi_words = _words_from_bytes(side_info)
+    pad_words = max(0, -(-(needed_bits - 32 * len(xi_words)) // 32))
+    initial = np.concatenate([_padding(pad_words, seed), xi_words])
+    coder = constriction.stream.stack.AnsCoder(initial, seal=True)
+    # Step 4: decode z_hat from the side information with Q(z | y_hat).
+    z_index = coder.decode(self._q_model(), mean.ravel(), std.ravel())
+    z_index = z_index.reshape(mean.shape).astype(np.int64)
+    # Step 5: push y_hat with P(y | z_hat), then z_hat with P(z).
+    y_shape = y_hat.shape[1:3]
+    loc, scale = self.y_parameters(z_index, y_shape)
+    y_int = np.round(y_hat).astype(np.int32)
+    y_min, y_max = int(y_int.min()) - 1, int(y_int.max()) + 1
+    coder.encode_reverse(
+        y_int.ravel(), constriction.stream.model.QuantizedGaussian(y_min, y_max),
+        loc.ravel(), scale.ravel())
+    self._push_z_prior(coder, z_index)
+    header = SideInfoHeader(
+        side_info_bytes=len(side_info), side_info_crc=zlib.crc32(side_info),
+        pad_words=pad_words, pad_seed=seed, grid_bits=self.grid_bits,
+        y_min=y_min, y_max=y_max, z_kmin=self.z_kmin, z_kmax=self.z_kmax)
+    info = dict(side_info_bits=8 * len(side_info), padding_bits=32 * pad_words,
+                side_info_needed_bits=needed_bits)
+    return coder.get_compressed(), header, z_index, info
+
+  def decode(self, words, header, y_shape, z_shape):
+    """Inverse of `encode`: returns (y_hat float32, side_info bytes or None, info)."""
+    if (header.grid_bits, header.z_kmin, header.z_kmax) != (
+        self.grid_bits, self.z_kmin, self.z_kmax):
+      raise file_format.FormatError("bits-back grid differs from the checkpoint's")
+    coder = constriction.stream.stack.AnsCoder(np.asarray(words, np.uint32))
+    z_index = self._pop_z_prior(coder, (1, *z_shape, self.model.num_filters))
+    loc, scale = self.y_parameters(z_index, y_shape)
+    y_int = coder.decode(
+        constriction.stream.model.QuantizedGaussian(header.y_min, header.y_max),
+        loc.ravel(), scale.ravel())
+    y_hat = y_int.reshape(loc.shape).astype(np.float32)
+    # Get the bits back: re-encode z_hat with Q(z | y_hat).
+    mean, std = self.posterior(y_hat)
+    coder.encode_reverse((z_index.ravel()).astype(np.int32), self._q_model(),
+                         mean.ravel(), std.ravel())
+    stack = coder.get_compressed()
+    side_info, messages = _recover_side_info(stack, header)
+    return y_hat, side_info, dict(messages=messages,
+                                  side_info_ok=side_info is not None)
+
+
+def _recover_side_info(stack, header):
+  """Splits the restored stack into padding and xi; checks both."""
+  xi_words = -(-header.side_info_bytes // 4)
+  expected_len = header.pad_words + xi_words + 1  # +1: the seal word
+  messages = []
+  if len(stack) == expected_len and stack[-1] == 1:
+    body = stack[:-1]
+    xi = body[header.pad_words:].astype("<u4").tobytes()[:header.side_info_bytes]
+    padding_ok = np.array_equal(body[:header.pad_words],
+                                _padding(header.pad_words, header.pad_seed))
+    if zlib.crc32(xi) == header.side_info_crc and padding_ok:
+      messages.append(f"side information recovered: {8 * len(xi)} bits, checksum OK")
+      return xi, messages
+  messages.append("side information FAILED its checksum (the decoder's q(z|y) "
+                  "differs from the encoder's, e.g. other floating point); the "
+                  "image itself decoded correctly")
+  return None, messages
+
+
+def estimate_net_bits(coder, y_hat, z_index):
+  """Model estimate of -log P(y|z) - log P(z) + log Q(z|y) in bits (one image)."""
+  model = coder.model
+  loc, scale = coder.y_parameters(z_index, y_hat.shape[1:3])
+  y = tf.constant(y_hat, tf.float64)
+  p_y = tfc.NoisyNormal(loc=tf.constant(loc), scale=tf.constant(scale))
+  bits_y = -tf.reduce_sum(p_y.log_prob(y)).numpy() / np.log(2.)
+  flat = z_index.reshape(-1, model.num_filters) - coder.z_kmin
+  probs = coder.z_probs / coder.z_probs.sum(axis=1, keepdims=True)
+  bits_z = -np.sum(np.log2(np.maximum(
+      probs[np.arange(model.num_filters)[None], flat], 1e-300)))
+  mean, std = coder.posterior(y_hat)
+  q = tfc.NoisyNormal(loc=tf.constant(mean), scale=tf.constant(std))
+  bits_q = -tf.reduce_sum(q.log_prob(tf.constant(z_index, tf.float64))).numpy() \
+      / np.log(2.)
+  return float(bits_y + bits_z - bits_q)
+
+
+def encode_file(model, run_name, method, image, y_hat, side_info=None, seed=0):
+  """Writes the file for integer latents `y_hat` [1, h, w, N] of one image.
+
+  Returns (file bytes, info dict with side_info_bits, padding_bits, est net bits).
+  """
+  coder = BitsBackCoder(model)
+  if side_info is None:
+    side_info = random_side_info(coder.side_info_capacity_bits(y_hat), seed)
+  words, header, z_index, info = coder.encode(y_hat, side_info, seed=seed)
+  y_shape, z_shape = codec.latent_shapes(image.shape)
+  compressed = file_format.CompressedFile(
+      method=method, fingerprint=model.fingerprint(), run_name=run_name,
+      image_shape=image.shape[:2], y_shape=y_shape, z_shape=z_shape,
+      strings=[words.astype("<u4").tobytes()], extra=header.to_bytes())
+  info["est_net_bits"] = estimate_net_bits(coder, np.asarray(y_hat), z_index)
+  info["side_info"] = side_info
+  return compressed.to_bytes(), info
+
+
+def decode_file(model, compressed):
+  """Parsed file -> (uint8 image, info with `side_info`, `messages`, `y_hat`)."""
+  header = SideInfoHeader.from_bytes(compressed.extra)
+  (payload,) = compressed.strings
+  if len(payload) % 4:
+    raise file_format.FormatError("bits-back payload is not whole 32-bit words")
+  words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+  coder = BitsBackCoder(model)
+  y_hat, side_info, info = coder.decode(
+      words, header, compressed.y_shape, compressed.z_shape)
+  x_hat = model.synthesize(tf.constant(y_hat))[0]
+  height, width = compressed.image_shape
+  info.update(side_info=side_info, y_hat=y_hat)
+  return image_io.to_uint8(x_hat[:height, :width].numpy()), info

@@ -1,0 +1,121 @@
+"""Run directories: `config.json` plus `weights.npz` (weights and range-coding tables).
+
+A run directory is named like the authors' runs, e.g.
+`checkpoints/mbt2018-num_filters=64-lmbda=0.01/`. `weights.npz` holds every model
+weight under a stable key (see `HyperpriorModel.named_weights`) and, under keys
+starting with `tables/`, the range-coding tables, so that loading a model for
+coding costs milliseconds instead of rebuilding the tables (~12 s).
+Optimizer state lives only in the `train/` subfolder, which is never shipped.
+"""
+
+import json
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+
+from tfc_inference import models
+
+WEIGHTS_FILE = "weights.npz"
+CONFIG_FILE = "config.json"
+_TABLE_PREFIX = "tables/"
+
+
+def default_checkpoint_dir():
+  """`$TFC_INFERENCE_CHECKPOINTS`, else the `checkpoints/` folder shipped beside the package."""
+  env = os.environ.get("TFC_INFERENCE_CHECKPOINTS")
+  if env:
+    return env
+  return str(pathlib.Path(__file__).resolve().parent.parent / "checkpoints")
+
+
+class CheckpointError(ValueError):
+  """A run that cannot be found or loaded; the message is one line."""
+
+
+def run_dir(run, checkpoint_dir=None):
+  """Resolves a run name (or a path to a run directory) to its directory."""
+  if os.path.isdir(run) and os.path.exists(os.path.join(run, CONFIG_FILE)):
+    return run
+  path = os.path.join(checkpoint_dir or default_checkpoint_dir(), run)
+  if not os.path.exists(os.path.join(path, CONFIG_FILE)):
+    available = list_runs(checkpoint_dir)
+    hint = f" Available: {', '.join(available)}" if available else ""
+    raise CheckpointError(f"no run {run!r} in {os.path.dirname(path)}.{hint}")
+  return path
+
+
+def list_runs(checkpoint_dir=None):
+  root = checkpoint_dir or default_checkpoint_dir()
+  if not os.path.isdir(root):
+    return []
+  return sorted(d for d in os.listdir(root)
+                if os.path.exists(os.path.join(root, d, CONFIG_FILE)))
+
+
+def read_config(path):
+  with open(os.path.join(path, CONFIG_FILE)) as f:
+    return json.load(f)
+
+
+def write_json_atomic(path, obj):
+  directory = os.path.dirname(path) or "."
+  with tempfile.NamedTemporaryFile("w", dir=directory, delete=False,
+                                   suffix=".tmp") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(f.name, path)
+
+
+def write_config(path, config):
+  write_json_atomic(os.path.join(path, CONFIG_FILE), config)
+
+
+def build_model(config):
+  cls = models.MODEL_CLASSES.get(config.get("model"))
+  if cls is None:
+    raise CheckpointError(f"unknown model family {config.get('model')!r}")
+  model = cls(lmbda=config["lmbda"], num_filters=config["num_filters"])
+  model.build_all()
+  return model
+
+
+def save_weights(model, path, tables=None):
+  """Writes `weights.npz` (weights + coding tables) atomically into run dir `path`."""
+  arrays = dict(model.weight_arrays())
+  if tables is None and hasattr(model, "coding_tables"):
+    tables = model.coding_tables()
+  for key, value in (tables or {}).items():
+    arrays[_TABLE_PREFIX + key] = value
+  with tempfile.NamedTemporaryFile(dir=path, delete=False, suffix=".npz") as f:
+    np.savez(f, **arrays)
+  os.replace(f.name, os.path.join(path, WEIGHTS_FILE))
+
+
+def load_arrays(path):
+  weights_path = os.path.join(path, WEIGHTS_FILE)
+  if not os.path.exists(weights_path):
+    raise CheckpointError(f"{path} has no {WEIGHTS_FILE} (training not finished "
+                          "or weights not exported yet)")
+  with np.load(weights_path, allow_pickle=False) as data:
+    arrays = {k: data[k] for k in data.files}
+  weights = {k: v for k, v in arrays.items() if not k.startswith(_TABLE_PREFIX)}
+  tables = {k[len(_TABLE_PREFIX):]: v for k, v in arrays.items()
+            if k.startswith(_TABLE_PREFIX)}
+  return weights, tables
+
+
+def load_run(run, checkpoint_dir=None):
+  """Loads a shipped/trained run. Returns (model, config, run_name).
+
+  The model has its weights and, for range-coded families, its coding tables.
+  """
+  path = run_dir(run, checkpoint_dir)
+  config = read_config(path)
+  model = build_model(config)
+  weights, tables = load_arrays(path)
+  model.set_weight_arrays(weights)
+  if hasattr(model, "load_coding_tables"):
+    model.load_coding_tables(tables if tables else model.coding_tables())
+  return model, config, os.path.basename(os.path.normpath(path))

@@ -1,0 +1,167 @@
+"""Shared pieces of the absl binaries in `examples/`.
+
+Each binary is `python examples/NAME.py SUBCOMMAND ARGS... [--flags]`; this module
+defines the flags they share, runs subcommands, and turns user errors (bad inputs,
+missing runs, corrupted files) into one-line messages with a non-zero exit status.
+"""
+
+import json
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from tfc_inference import checkpoints
+from tfc_inference import file_format
+from tfc_inference import image_io
+
+FLAGS = flags.FLAGS
+
+USER_ERRORS = (image_io.ImageError, file_format.FormatError,
+               checkpoints.CheckpointError, FileExistsError)
+
+
+def define_coding_flags():
+  flags.DEFINE_string(
+      "checkpoint_dir", None,
+      "Folder holding run directories. Default: the checkpoints/ folder shipped "
+      "with the package (or $TFC_INFERENCE_CHECKPOINTS).")
+  flags.DEFINE_string(
+      "results_dir", None,
+      "If set, compress writes one JSON per image here with bpp (from the real "
+      "file size), est_bpp (entropy model), psnr, ms_ssim, mse, seconds, ...")
+  flags.DEFINE_bool("overwrite", False,
+                    "Overwrite output files that already exist.")
+  flags.DEFINE_integer("seed", 0, "Random seed (training data order, sampling).")
+  flags.DEFINE_bool("verbose", True, "Print progress and per-image results.")
+
+
+def define_train_flags(default_prefix):
+  flags.DEFINE_float("lambda", 0.01,
+                     "Rate-distortion trade-off: loss = bpp + lambda * MSE, MSE on "
+                     "0-255 pixels.")
+  flags.DEFINE_integer("num_filters", 64,
+                       "Channels of every layer and of the latents (paper: 192).")
+  flags.DEFINE_string("train_glob", "../shared/data/train/*",
+                      "Glob of training images (PNG/JPEG).")
+  flags.DEFINE_integer("batchsize", 8, "Training batch size.")
+  flags.DEFINE_integer("patchsize", 256, "Size of random square training crops.")
+  flags.DEFINE_integer("last_step", 100000,
+                       "Train until this step (resuming counts earlier steps).")
+  flags.DEFINE_float("lr", 1e-4,
+                     "Adam learning rate; divided by 10 for the last 20% of steps.")
+  flags.DEFINE_string(
+      "init_from", None,
+      "Run name (or run directory) whose weights initialize a new run where "
+      "layer names and shapes agree, e.g. to fine-tune another lambda.")
+  flags.DEFINE_string(
+      "run_name", None,
+      f"Run directory name; default: {default_prefix}-num_filters=N-lmbda=L.")
+  flags.DEFINE_integer("log_every", 100, "Print/log training progress every N steps.")
+  flags.DEFINE_integer("save_every", 500,
+                       "Write a resumable checkpoint every N steps.")
+
+
+def say(message):
+  if FLAGS.verbose:
+    print(message, flush=True)
+
+
+def warn(message):
+  print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def fail(message):
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(1)
+
+
+def run_subcommands(argv, subcommands, usage):
+  """Dispatches `argv[1]` to `subcommands[name](args)` with clean error output."""
+  logging.set_verbosity(logging.WARNING)
+  args = argv[1:]
+  if not args or args[0] not in subcommands:
+    fail(f"expected a subcommand ({', '.join(subcommands)}).\n{usage}")
+  name, args = args[0], args[1:]
+  handler, min_args, max_args = subcommands[name]
+  if not min_args <= len(args) <= max_args:
+    fail(f"{name}: expected {min_args}..{max_args} arguments, got {len(args)}.\n"
+         f"{usage}")
+  try:
+    handler(*args)
+  except USER_ERRORS as error:
+    fail(str(error))
+
+
+def check_writable(path):
+  if os.path.exists(path) and not FLAGS.overwrite:
+    raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+
+
+def output_paths(inputs, output, suffix):
+  """Output file per input: OUTPUT if one input, else OUTPUT/name+suffix or name+suffix."""
+  if len(inputs) == 1 and output and not os.path.isdir(output):
+    return [output]
+  directory = output or "."
+  if output:
+    os.makedirs(directory, exist_ok=True)
+  return [os.path.join(directory, name + suffix) for name, _ in inputs]
+
+
+def write_bytes(path, data):
+  check_writable(path)
+  with open(path, "wb") as f:
+    f.write(data)
+
+
+def write_result_json(name, result):
+  if not FLAGS.results_dir:
+    return
+  os.makedirs(FLAGS.results_dir, exist_ok=True)
+  path = os.path.join(FLAGS.results_dir, f"{name}.json")
+  checkpoints.write_json_atomic(path, result)
+
+
+def checkpoint_dir():
+  return FLAGS.checkpoint_dir or checkpoints.default_checkpoint_dir()
+
+
+def format_result(name, result):
+  keys = [("bpp", "{:.4f}"), ("est_bpp", "{:.4f}"), ("net_bpp", "{:.4f}"),
+          ("psnr", "{:.2f} dB"), ("ms_ssim", "{:.4f}"), ("seconds", "{:.1f} s")]
+  parts = [f"{k} " + fmt.format(result[k]) for k, fmt in keys if k in result]
+  return f"{name}: " + "  ".join(parts)
+
+
+class Timer:
+
+  def __enter__(self):
+    self.start = time.time()
+    return self
+
+  def __exit__(self, *exc):
+    self.seconds = time.time() - self.start
+
+
+def main_wrapper(main):
+  """app.run with TF's C++ log noise silenced (set before TF is imported)."""
+  app.run(main)
+
+
+def dump(obj):
+  return json.dumps(obj, indent=2, sort_keys=True)
+
+
+def define_bits_back_flags():
+  flags.DEFINE_string(
+      "side_info", None,
+      "compress: file whose bytes are the side information xi to embed with "
+      "bits-back coding. Default: random bits from --seed (the paper's "
+      "worst case), sized to what decoding z consumes.")
+  flags.DEFINE_string(
+      "side_info_out", None,
+      "decompress: write the recovered side information to this file (only if "
+      "it passes its checksum).")

@@ -1,0 +1,186 @@
+"""Subcommand implementations shared by the binaries in `examples/`.
+
+`train`, `compress` and `decompress` work the same for every method; a method only
+supplies how it turns a padded image batch into quantized latents.
+"""
+
+import os
+import time
+
+import numpy as np
+
+from absl import flags
+
+from tfc_inference import checkpoints
+from tfc_inference import cli
+from tfc_inference import codec
+from tfc_inference import file_format
+from tfc_inference import image_io
+from tfc_inference import models
+from tfc_inference import training
+
+FLAGS = flags.FLAGS
+
+# Methods whose files are plain range-coded (y, z) pairs decodable by the base model.
+RANGE_CODED_METHODS = ("mbt2018", "bmshj2018", "sga", "map", "ste", "unoise",
+                       "danneal")
+FILE_SUFFIX = ".tfci"
+
+
+def train(prefix):
+  """`train`: trains (or resumes) the run of family `prefix` set by the flags."""
+  training.seed_everything(FLAGS.seed)
+  lmbda = FLAGS["lambda"].value
+  name = FLAGS.run_name or models.run_name(prefix, FLAGS.num_filters, lmbda)
+  path = os.path.join(cli.checkpoint_dir(), name)
+  os.makedirs(path, exist_ok=True)
+  dataset, num_files = training.make_dataset(
+      FLAGS.train_glob, FLAGS.patchsize, FLAGS.batchsize, FLAGS.seed)
+  config = (checkpoints.read_config(path)
+            if os.path.exists(os.path.join(path, checkpoints.CONFIG_FILE)) else {})
+  config.update(
+      model=prefix, model_class=models.MODEL_CLASSES[prefix].__name__,
+      num_filters=FLAGS.num_filters, lmbda=lmbda, last_step=FLAGS.last_step,
+      batchsize=FLAGS.batchsize, patchsize=FLAGS.patchsize,
+      lr_schedule=f"Adam, lr {FLAGS.lr:g} until step {int(0.8 * FLAGS.last_step)}, "
+                  f"then {FLAGS.lr / 10:g}",
+      train_data=f"{FLAGS.train_glob} ({num_files} images), random "
+                 f"{FLAGS.patchsize}x{FLAGS.patchsize} crops", seed=FLAGS.seed)
+  init_arrays = None
+  if FLAGS.init_from:
+    init_path = checkpoints.run_dir(FLAGS.init_from, cli.checkpoint_dir())
+    init_arrays, _ = checkpoints.load_arrays(init_path)
+    config.setdefault("init_from", os.path.basename(os.path.normpath(init_path)))
+  model = models.MODEL_CLASSES[prefix](lmbda=lmbda, num_filters=FLAGS.num_filters)
+  model.build_all()
+  print(f"training {name} in {path}", flush=True)
+  training.train(model, path, dataset, FLAGS.last_step, FLAGS.lr, config=config,
+                 init_arrays=init_arrays, log_every=FLAGS.log_every,
+                 save_every=FLAGS.save_every)
+
+
+def load_model(run, families):
+  model, config, run_name = checkpoints.load_run(run, cli.checkpoint_dir())
+  if config["model"] not in families:
+    raise checkpoints.CheckpointError(
+        f"run {run_name!r} is a {config['model']} model; this binary needs one of "
+        f"{', '.join(families)}")
+  return model, config, run_name
+
+
+def compress(method, families, latents_fn, run, input_spec, output=None):
+  """`compress RUNNAME INPUT [OUTPUT]` for range-coded methods.
+
+  `latents_fn(model, x, image, name)` returns (y_hat, z_hat, extra_results) for a
+  padded batch `x` of one image.
+  """
+  model, _, run_name = load_model(run, families)
+  inputs = image_io.expand_inputs(input_spec, warn=cli.warn)
+  outputs = cli.output_paths(inputs, output, FILE_SUFFIX)
+  for path in outputs:
+    cli.check_writable(path)
+  for (name, image), path in zip(inputs, outputs):
+    start = time.time()
+    x = codec.to_batch(image)
+    y_hat, z_hat, extra = latents_fn(model, x, image, name)
+    y_hat, z_hat = codec.requantize(model, y_hat, z_hat)
+    estimate = model.true_rd(x, y_hat, z_hat, valid_shape=image.shape[:2])
+    data = codec.encode_range_coded(model, run_name, method, image, y_hat, z_hat)
+    seconds = time.time() - start
+    result, _ = codec.verify_and_measure(
+        model, image, data, y_hat.numpy(), codec.range_coded_decode_fn,
+        seconds=seconds,
+        extra_results=dict(est_bpp=float(estimate["bpp"][0]), method=method,
+                           run=run_name, image=name, lmbda=model.lmbda,
+                           loss_est=float(estimate["loss"][0]), **extra))
+    cli.write_bytes(path, data)
+    cli.write_result_json(name, result)
+    cli.say(cli.format_result(name, result) + f"  -> {path}")
+
+
+def compress_bits_back(method, latents_fn, run, input_spec, output=None):
+  """`compress RUNNAME INPUT [OUTPUT] [--side_info FILE]` for bits-back methods.
+
+  `latents_fn(model, x, image, name)` returns (integer y_hat [1, h, w, N], extra).
+  """
+  from tfc_inference import bits_back  # pylint: disable=import-outside-toplevel
+  model, _, run_name = load_model(run, ["mbt2018_bb"])
+  side_info = None
+  if FLAGS.side_info:
+    try:
+      with open(FLAGS.side_info, "rb") as f:
+        side_info = f.read()
+    except OSError as error:
+      raise image_io.ImageError(
+          f"--side_info {FLAGS.side_info}: cannot read ({error.strerror})") from None
+  inputs = image_io.expand_inputs(input_spec, warn=cli.warn)
+  outputs = cli.output_paths(inputs, output, FILE_SUFFIX)
+  for path in outputs:
+    cli.check_writable(path)
+  for (name, image), path in zip(inputs, outputs):
+    start = time.time()
+    x = codec.to_batch(image)
+    y_hat, extra = latents_fn(model, x, image, name)
+    data, info = bits_back.encode_file(model, run_name, method, image, y_hat,
+                                       side_info=side_info, seed=FLAGS.seed)
+    seconds = time.time() - start
+    if info["padding_bits"]:
+      cli.warn(f"{name}: side information ({info['side_info_bits']} bits) is "
+               f"shorter than the ~{info['side_info_needed_bits']} bits decoding z "
+               f"consumes; padded with {info['padding_bits']} seeded random bits")
+    pixels = image.shape[0] * image.shape[1]
+
+    def decode_fn(model, compressed):
+      image_out, decoded = bits_back.decode_file(model, compressed)
+      if decoded["side_info"] != info["side_info"]:
+        raise codec.CodingError("side information not recovered at the encoder")
+      return decoded["y_hat"], image_out
+
+    result, _ = codec.verify_and_measure(
+        model, image, data, np.asarray(y_hat), decode_fn, seconds=seconds,
+        extra_results=dict(
+            method=method, run=run_name, image=name, lmbda=model.lmbda,
+            side_info_bits=info["side_info_bits"],
+            padding_bits=info["padding_bits"],
+            net_bpp=(8 * len(data) - info["side_info_bits"]) / pixels,
+            est_bpp=info["est_net_bits"] / pixels, **extra))
+    cli.write_bytes(path, data)
+    cli.write_result_json(name, result)
+    cli.say(cli.format_result(name, result) + f"  -> {path}")
+
+
+def decode_file(compressed, model):
+  """Dispatches a parsed file to its method's decoder. Returns uint8 image."""
+  if compressed.method in RANGE_CODED_METHODS:
+    _, image = codec.range_coded_decode_fn(model, compressed)
+    return image, {}
+  from tfc_inference import bits_back  # pylint: disable=import-outside-toplevel
+  if compressed.method in bits_back.METHODS:
+    return bits_back.decode_file(model, compressed)
+  raise file_format.FormatError(
+      f"files of method {compressed.method!r} are not decoded by this binary")
+
+
+def decompress(input_path, output=None):
+  """`decompress INPUT [OUTPUT]`: writes the PNG; the run comes from the header."""
+  compressed = file_format.read_file(input_path)
+  model, _, run_name = checkpoints.load_run(compressed.run_name, cli.checkpoint_dir())
+  file_format.check_fingerprint(compressed, model.fingerprint(), run_name)
+  if output is None:
+    stem = input_path[:-len(FILE_SUFFIX)] if input_path.endswith(FILE_SUFFIX) \
+        else input_path
+    output = stem + ".png"
+  cli.check_writable(output)
+  image, info = decode_file(compressed, model)
+  image_io.write_png(output, image)
+  for message in info.get("messages", []):
+    cli.say(message)
+  side_info_out = FLAGS["side_info_out"].value if "side_info_out" in FLAGS else None
+  if side_info_out and info.get("side_info") is not None:
+    cli.write_bytes(side_info_out, info["side_info"])
+  elif side_info_out:
+    cli.warn(f"side information not written to {side_info_out}: it failed its "
+             "checksum")
+  cli.say(f"{input_path} ({compressed.method}, run {run_name}) -> {output} "
+          f"[{image.shape[1]}x{image.shape[0]}]")
+  return info

@@ -1,0 +1,412 @@
+"""The three hyperprior models: mean-scale (M3), its bits-back variant, and scale-only (M6).
+
+Shapes: images `x` are float32 `[B, H, W, 3]` in [0, 255] with H, W multiples of 64;
+latents `y` are `[B, H/16, W/16, N]`; hyper-latents `z` are `[B, H/64, W/64, N]`.
+Rates are in bits, distortion is the mean squared error on 0-255 pixels, and the
+training loss is `bpp + lmbda * mse` (tfc's `bmshj2018` convention).
+
+Quantization grids (what the range coder codes, and so what every inference method in
+this package must round to):
+  * `y` of the mean-scale model: `round(y - loc) + loc`, `loc` = predicted mean.
+  * `y` of the scale-only and bits-back models: the integers.
+  * `z` of the mean-scale and scale-only models: `round(z - o) + o` with the
+    per-channel quantization offset `o` of the z entropy model (saved with the weights).
+  * `z` of the bits-back model is continuous; it is coded on a fine grid by `bits_back`.
+"""
+
+import hashlib
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_compression as tfc
+import tensorflow_probability as tfp
+
+from tfc_inference import transforms
+
+tfd = tfp.distributions
+
+# Scale table of the indexed entropy model for y (as in tfc's bmshj2018).
+SCALES_MIN = 0.11
+SCALES_MAX = 256.
+SCALES_LEVELS = 64
+_LOG_SCALES_MIN = float(np.log(SCALES_MIN))
+_LOG_SCALES_STEP = float(
+    (np.log(SCALES_MAX) - np.log(SCALES_MIN)) / (SCALES_LEVELS - 1))
+
+
+def scale_fn(index):
+  """Maps a (continuous) scale index to the Gaussian scale it stands for."""
+  return tf.math.exp(_LOG_SCALES_MIN + _LOG_SCALES_STEP * index)
+
+
+def coding_indexes(indexes):
+  """The integer scale indexes the range coder actually uses for float `indexes`.
+
+  tfc's indexed entropy model clips indexes to [0, SCALES_LEVELS - 1] and truncates
+  them to int32 when coding; rates measured with these indexes equal coded rates.
+  """
+  return tf.floor(tf.clip_by_value(indexes, 0., SCALES_LEVELS - 1.))
+
+
+def masked_mse(x, x_hat, valid_shape=None):
+  """Per-image MSE over the valid (unpadded) region, and that region's pixel count."""
+  if valid_shape is not None:
+    x = x[:, :valid_shape[0], :valid_shape[1], :]
+    x_hat = x_hat[:, :valid_shape[0], :valid_shape[1], :]
+  mse = tf.reduce_mean(tf.math.squared_difference(x, x_hat), axis=[1, 2, 3])
+  num_pixels = tf.cast(tf.reduce_prod(tf.shape(x)[1:3]), tf.float32)
+  return mse, num_pixels
+
+
+class HyperpriorModel(tf.keras.Model):
+  """Common training and coding logic. Subclasses define the hyper-latent path.
+
+  Attributes:
+    name_prefix: the run-directory prefix of this model family (e.g. "mbt2018").
+    lmbda: rate-distortion trade-off of the training loss.
+    num_filters: channels of every hidden layer and of y and z.
+  """
+
+  name_prefix = None
+  hyper_analysis_input_abs = False
+  y_grid_uses_loc = False
+
+  def __init__(self, lmbda, num_filters, **kwargs):
+    super().__init__(**kwargs)
+    self.lmbda = float(lmbda)
+    self.num_filters = int(num_filters)
+    self.analysis_transform = transforms.AnalysisTransform(num_filters)
+    self.synthesis_transform = transforms.SynthesisTransform(num_filters)
+    self.y_entropy_model = tfc.LocationScaleIndexedEntropyModel(
+        tfc.NoisyNormal, SCALES_LEVELS, scale_fn, coding_rank=3,
+        compression=False)
+    self._z_offset = None
+    self._coders = None
+
+  # ---------------------------------------------------------------- building
+  def build_all(self):
+    """Creates every variable by running a tiny forward pass."""
+    self(tf.zeros([1, 64, 64, 3]), training=False)
+
+  _PARTS = ("analysis_transform", "synthesis_transform",
+            "hyper_analysis_transform", "hyper_synthesis_transform", "hyperprior")
+
+  def named_weights(self):
+    """Dict `part/layer/variable` -> tf.Variable for every model weight.
+
+    Keys are stable across processes and model families, so weights can be moved
+    between families where layers agree (`--init_from`).
+    """
+    named = {}
+    for part in self._PARTS:
+      module = getattr(self, part)
+      layers = module.layers if isinstance(module, tf.keras.Sequential) else [module]
+      for layer in layers:
+        prefix = f"{part}/{layer.name}/" if layer is not module else f"{part}/"
+        for var in layer.trainable_variables + layer.non_trainable_variables:
+          named[prefix + var.name.split(":")[0]] = var
+    if len(named) != len(self.weights):
+      raise AssertionError("Weight naming is not one-to-one.")
+    return named
+
+  def weight_arrays(self):
+    """Dict name -> numpy array of all model weights (no optimizer state)."""
+    return {key: var.numpy() for key, var in self.named_weights().items()}
+
+  def set_weight_arrays(self, arrays, partial=False):
+    """Assigns weights from `arrays`. With `partial`, skips absent/mismatched ones.
+
+    Returns the list of keys that were assigned.
+    """
+    assigned = []
+    for key, var in self.named_weights().items():
+      value = arrays.get(key)
+      if value is None or tuple(value.shape) != tuple(var.shape):
+        if partial:
+          continue
+        raise ValueError(
+            f"Checkpoint weight {key!r} is missing or has shape "
+            f"{None if value is None else value.shape}; the model expects "
+            f"{tuple(var.shape)}. Is --num_filters right for this run?")
+      var.assign(value)
+      assigned.append(key)
+    self._coders = None
+    return assigned
+
+  def fingerprint(self):
+    """8-byte digest of the weights: files record it; decoding checks it."""
+    digest = hashlib.sha256()
+    for key, value in sorted(self.weight_arrays().items()):
+      digest.update(key.encode())
+      digest.update(np.ascontiguousarray(value, dtype=np.float32).tobytes())
+    return digest.digest()[:8]
+
+  # ---------------------------------------------------------------- training
+  def hyper_analysis_input(self, y):
+    return tf.abs(y) if self.hyper_analysis_input_abs else y
+
+  def relaxed_rd(self, x, training=True):
+    """Noisy-relaxation R-D terms used for training. Returns dict of scalars."""
+    raise NotImplementedError
+
+  def call(self, x, training=False):
+    return self.relaxed_rd(x, training=training)
+
+  def _finish_rd(self, x, x_tilde, bits):
+    num_pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+    bpp = tf.reduce_sum(bits) / num_pixels
+    mse = tf.reduce_mean(tf.math.squared_difference(x, x_tilde))
+    return dict(loss=bpp + self.lmbda * mse, bpp=bpp, mse=mse)
+
+  def train_step(self, x):
+    with tf.GradientTape() as tape:
+      terms = self.relaxed_rd(x, training=True)
+    variables = self.trainable_variables
+    gradients = tape.gradient(terms["loss"], variables)
+    self.optimizer.apply_gradients(zip(gradients, variables))
+    return terms
+
+  # ---------------------------------------------------------------- coding
+  def y_conditional(self, z_hat, y_shape):
+    """Parameters of p(y | z_hat): (loc or None, float scale indexes), cropped."""
+    raise NotImplementedError
+
+  def synthesize(self, y_hat):
+    """Reconstruction `x_hat` in [0, 255] (clipped, not rounded), full padded size."""
+    return tf.clip_by_value(self.synthesis_transform(y_hat), 0., 255.)
+
+
+class RangeCodedHyperprior(HyperpriorModel):
+  """A hyperprior model whose y and z are coded with tfc's range coder.
+
+  `z` is coded by a `ContinuousBatchedEntropyModel(NoisyDeepFactorized)`, `y` by a
+  `LocationScaleIndexedEntropyModel(NoisyNormal)`. The range-coding tables are built
+  once (`coding_tables`) and saved beside the weights, so loading a checkpoint skips
+  the expensive table construction.
+  """
+
+  def __init__(self, lmbda, num_filters, **kwargs):
+    super().__init__(lmbda, num_filters, **kwargs)
+    self.hyper_analysis_transform = transforms.HyperAnalysisTransform(num_filters)
+    self.hyperprior = tfc.NoisyDeepFactorized(batch_shape=[num_filters])
+    self.z_train_model = tfc.ContinuousBatchedEntropyModel(
+        self.hyperprior, coding_rank=3, compression=False)
+
+  def relaxed_rd(self, x, training=True):
+    y = self.analysis_transform(x)
+    z = self.hyper_analysis_transform(self.hyper_analysis_input(y))
+    z_tilde, bits_z = self.z_train_model(z, training=training)
+    loc, indexes = self._split_conditional(self.hyper_synthesis_transform(z_tilde))
+    y_tilde, bits_y = self.y_entropy_model(y, indexes, loc=loc, training=training)
+    x_tilde = self.synthesis_transform(y_tilde)
+    return self._finish_rd(x, x_tilde, bits_y + bits_z)
+
+  def _split_conditional(self, params):
+    raise NotImplementedError
+
+  def y_conditional(self, z_hat, y_shape):
+    params = self.hyper_synthesis_transform(z_hat)[:, :y_shape[0], :y_shape[1], :]
+    return self._split_conditional(params)
+
+  # ---- quantization grids
+  @property
+  def z_offset(self):
+    """Per-channel quantization offset of z, float32 [N]."""
+    if self._z_offset is None:
+      raise RuntimeError("Call load_coding_tables() or coding_tables() first.")
+    return self._z_offset
+
+  def quantize_z(self, z):
+    return tf.round(z - self.z_offset) + self.z_offset
+
+  def quantize_y(self, y, loc):
+    return tf.round(y) if loc is None else tf.round(y - loc) + loc
+
+  def analyze(self, x):
+    """Amortized inference: continuous (y, z) for images x."""
+    y = self.analysis_transform(x)
+    z = self.hyper_analysis_transform(self.hyper_analysis_input(y))
+    return y, z
+
+  def true_rd(self, x, y_hat, z_hat, valid_shape=None):
+    """Exact R-D terms of already-quantized latents (what the file will cost).
+
+    `valid_shape` (height, width) excludes the padding from distortion and pixel
+    count. Returns per-image dict: `bits` [B] (rate the range coder approaches),
+    `mse` [B], `loss` [B] = bpp + lmbda * mse, `bpp` [B], and `x_hat` (padded).
+    """
+    rate_model = tfc.ContinuousBatchedEntropyModel(
+        self.hyperprior, coding_rank=3, compression=False,
+        quantization_offset=self.z_offset)
+    _, bits_z = rate_model(z_hat, training=False)
+    y_shape = tf.shape(y_hat)[1:3]
+    loc, indexes = self.y_conditional(z_hat, y_shape)
+    _, bits_y = self.y_entropy_model(
+        y_hat, coding_indexes(indexes), loc=loc, training=False)
+    x_hat = self.synthesize(y_hat)
+    bits = bits_y + bits_z
+    mse, num_pixels = masked_mse(x, x_hat, valid_shape)
+    bpp = bits / num_pixels
+    return dict(bits=bits, bpp=bpp, mse=mse, loss=bpp + self.lmbda * mse,
+                x_hat=x_hat)
+
+  # ---- range coding tables
+  def coding_tables(self):
+    """Builds the range-coding tables from the current weights (slow, once)."""
+    z_coder = tfc.ContinuousBatchedEntropyModel(
+        self.hyperprior, coding_rank=3, compression=True, stateless=True)
+    y_coder = tfc.LocationScaleIndexedEntropyModel(
+        tfc.NoisyNormal, SCALES_LEVELS, scale_fn, coding_rank=3,
+        compression=True, stateless=True)
+    offset = z_coder.quantization_offset
+    offset = (np.zeros([self.num_filters], np.float32) if offset is None
+              else np.broadcast_to(offset.numpy(), [self.num_filters]))
+    return {
+        "z_cdf": z_coder.cdf.numpy(), "z_cdf_offset": z_coder.cdf_offset.numpy(),
+        "z_quantization_offset": offset.astype(np.float32),
+        "y_cdf": y_coder.cdf.numpy(), "y_cdf_offset": y_coder.cdf_offset.numpy(),
+    }
+
+  def load_coding_tables(self, tables):
+    """Creates the compression-mode entropy models from saved tables (fast)."""
+    self._z_offset = tf.constant(tables["z_quantization_offset"], tf.float32)
+    z_coder = tfc.ContinuousBatchedEntropyModel(
+        coding_rank=3, compression=True, stateless=True,
+        prior_shape=[self.num_filters], cdf=tables["z_cdf"],
+        cdf_offset=tables["z_cdf_offset"], quantization_offset=self._z_offset,
+        bottleneck_dtype=tf.float32)
+    # tfc's indexed model always rebuilds its tables from the prior; the tables
+    # for 64 Gaussian scales depend on no weight, but we still install the saved
+    # ones so encoder and decoder provably share them.
+    y_coder = tfc.LocationScaleIndexedEntropyModel(
+        tfc.NoisyNormal, SCALES_LEVELS, scale_fn, coding_rank=3,
+        compression=False)
+    y_coder._compression = True  # pylint: disable=protected-access
+    y_coder._stateless = True  # pylint: disable=protected-access
+    y_coder._init_compression(  # pylint: disable=protected-access
+        tables["y_cdf"], tables["y_cdf_offset"], None)
+    self._coders = (z_coder, y_coder)
+
+  def _require_coders(self):
+    if self._coders is None:
+      self.load_coding_tables(self.coding_tables())
+    return self._coders
+
+  def compress_latents(self, y_hat, z_hat):
+    """Range codes quantized latents of a batch. Returns (z_strings, y_strings) [B]."""
+    z_coder, y_coder = self._require_coders()
+    loc, indexes = self.y_conditional(z_hat, tf.shape(y_hat)[1:3])
+    z_strings = z_coder.compress(z_hat)
+    y_strings = y_coder.compress(y_hat, coding_indexes(indexes), loc=loc)
+    return z_strings, y_strings
+
+  def decompress_latents(self, z_strings, y_strings, y_shape, z_shape):
+    """Inverse of `compress_latents`; shapes are the spatial (h, w) of y and z."""
+    z_coder, y_coder = self._require_coders()
+    z_hat = z_coder.decompress(z_strings, z_shape)
+    loc, indexes = self.y_conditional(z_hat, y_shape)
+    y_hat = y_coder.decompress(y_strings, coding_indexes(indexes), loc=loc)
+    return y_hat, z_hat
+
+
+class MeanScaleHyperprior(RangeCodedHyperprior):
+  """Minnen et al. 2018 without context model: the paper's Base Hyperprior [M3]."""
+
+  name_prefix = "mbt2018"
+  y_grid_uses_loc = True
+
+  def __init__(self, lmbda=0.01, num_filters=192, **kwargs):
+    super().__init__(lmbda, num_filters, **kwargs)
+    self.hyper_synthesis_transform = transforms.HyperSynthesisTransform(
+        num_filters, 2 * num_filters)
+
+  def _split_conditional(self, params):
+    loc, indexes = tf.split(params, 2, axis=-1)
+    return loc, indexes
+
+
+class ScaleHyperprior(RangeCodedHyperprior):
+  """tfc's bmshj2018 scale hyperprior (Ballé et al. 2018), the tfc baseline [M6]."""
+
+  name_prefix = "bmshj2018"
+  hyper_analysis_input_abs = True
+
+  def __init__(self, lmbda=0.01, num_filters=192, **kwargs):
+    super().__init__(lmbda, num_filters, **kwargs)
+    self.hyper_synthesis_transform = transforms.HyperSynthesisTransform(
+        num_filters, num_filters)
+
+  def _split_conditional(self, params):
+    return None, params
+
+
+class BitsBackHyperprior(HyperpriorModel):
+  """Mean-scale hyperprior with a Gaussian q(z|x) for lossy bits-back coding.
+
+  The hyper-analysis outputs the mean and log-variance of q(z|x); p(z) is a flexible
+  `tfc.DeepFactorized` density (not convolved with a uniform). Training minimizes the
+  NELBO whose rate term is `-log p(z) - log p(y~|z) + log q(z|x)` (net bits after
+  bits back) with z sampled from q by reparameterization. y is discretized on the
+  integer grid so that q(z | y_hat) can be recomputed by the decoder.
+  """
+
+  name_prefix = "mbt2018_bb"
+
+  def __init__(self, lmbda=0.01, num_filters=192, **kwargs):
+    super().__init__(lmbda, num_filters, **kwargs)
+    self.hyper_analysis_transform = transforms.HyperAnalysisTransform(
+        num_filters, out_channels=2 * num_filters)
+    self.hyper_synthesis_transform = transforms.HyperSynthesisTransform(
+        num_filters, 2 * num_filters)
+    self.hyperprior = tfc.DeepFactorized(batch_shape=[num_filters])
+
+  def coding_tables(self):
+    """The discretized prior P(z) on the bits-back grid (see `bits_back`)."""
+    from tfc_inference import bits_back  # pylint: disable=import-outside-toplevel
+    return bits_back.z_tables(self)
+
+  def load_coding_tables(self, tables):
+    self.tables = dict(tables)
+
+  def analyze(self, x):
+    """Amortized inference: y and the parameters (mean, log-variance) of q(z|x)."""
+    y = self.analysis_transform(x)
+    return y, self.posterior_z(y)
+
+  def posterior_z(self, y):
+    """q(z | y): returns (mean, log-variance), each [B, h/4, w/4, N]."""
+    params = self.hyper_analysis_transform(y)
+    mean, log_var = tf.split(params, 2, axis=-1)
+    return mean, tf.clip_by_value(log_var, -20., 10.)
+
+  def y_conditional(self, z, y_shape):
+    params = self.hyper_synthesis_transform(z)[:, :y_shape[0], :y_shape[1], :]
+    loc, indexes = tf.split(params, 2, axis=-1)
+    return loc, indexes
+
+  def z_net_bits(self, z, mean, log_var):
+    """log q(z) - log p(z) in bits, summed per image: the net cost of z."""
+    q = tfd.Normal(mean, tf.exp(0.5 * log_var))
+    log_ratio = q.log_prob(z) - self.hyperprior.log_prob(z)
+    return tf.reduce_sum(log_ratio, axis=[1, 2, 3]) / np.log(2.)
+
+  def relaxed_rd(self, x, training=True):
+    y = self.analysis_transform(x)
+    mean, log_var = self.posterior_z(y)
+    z = mean + tf.exp(0.5 * log_var) * tf.random.normal(tf.shape(mean))
+    bits_z = self.z_net_bits(z, mean, log_var)
+    loc, indexes = self.y_conditional(z, tf.shape(y)[1:3])
+    y_tilde, bits_y = self.y_entropy_model(y, indexes, loc=loc, training=training)
+    x_tilde = self.synthesis_transform(y_tilde)
+    return self._finish_rd(x, x_tilde, bits_y + bits_z)
+
+
+MODEL_CLASSES = {
+    cls.name_prefix: cls
+    for cls in (MeanScaleHyperprior, BitsBackHyperprior, ScaleHyperprior)
+}
+
+
+def run_name(prefix, num_filters, lmbda):
+  """The authors' run-directory naming, e.g. `mbt2018-num_filters=64-lmbda=0.01`."""
+  return f"{prefix}-num_filters={num_filters}-lmbda={lmbda:g}"

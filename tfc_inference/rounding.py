@@ -1,0 +1,89 @@
+"""Relaxations of rounding used by iterative inference (paper section 3.2, S1).
+
+All functions take `v`, the values relative to their quantization grid (so the
+grid points are the integers), and return the relaxed values, same shape/dtype.
+
+  * `sga_round`: Stochastic Gumbel Annealing. Rounding direction drawn from a
+    tempered two-class distribution with logits `-atanh(v - floor(v)) / tau` (down)
+    and `-atanh(ceil(v) - v) / tau` (up), relaxed with the Gumbel-softmax trick at
+    temperature `tau`.
+  * `annealed_round`: deterministic annealing, the expectation under the same
+    two-class distribution.
+  * `ste_round`: round forward, identity backward.
+  * `noisy_round`: additive uniform noise U(-1/2, 1/2) (the training relaxation).
+  * `identity_round`: MAP, no rounding at all.
+"""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+# Keeps atanh finite: distances are clipped to [0, 1 - _EPS].
+_EPS = 1e-5
+
+
+def _direction_logits(v, tau):
+  """Logits [..., 2] of rounding (down, up); finite and with finite gradients."""
+  v_floor = tf.stop_gradient(tf.floor(v))
+  down = tf.clip_by_value(v - v_floor, 0., 1. - _EPS)
+  up = tf.clip_by_value(v_floor + 1. - v, _EPS, 1. - _EPS)
+  # ceil(v) - v equals 1 - (v - floor(v)) except at integers, where both grid
+  # points coincide and either direction returns v itself.
+  return tf.stack([-tf.math.atanh(down), -tf.math.atanh(up)], axis=-1) / tau
+
+
+def sga_round(v, tau, seed):
+  """SGA sample in [floor(v), floor(v) + 1]; approaches round(v) as tau -> 0.
+
+  Args:
+    v: float tensor, values relative to the integer grid.
+    tau: scalar temperature > 0.
+    seed: stateless seed, int32 tensor of shape [2].
+  """
+  v_floor = tf.stop_gradient(tf.floor(v))
+  logits = _direction_logits(v, tau)
+  directions = tfp.distributions.RelaxedOneHotCategorical(
+      tau, logits=logits).sample(seed=seed)
+  return v_floor + directions[..., 1]
+
+
+def annealed_round(v, tau):
+  """Deterministic annealing: E[rounded value] under the SGA direction probabilities."""
+  v_floor = tf.stop_gradient(tf.floor(v))
+  return v_floor + tf.nn.softmax(_direction_logits(v, tau), axis=-1)[..., 1]
+
+
+def ste_round(v):
+  return v + tf.stop_gradient(tf.round(v) - v)
+
+
+def noisy_round(v, seed):
+  return v + tf.random.stateless_uniform(tf.shape(v), seed, -.5, .5)
+
+
+def identity_round(v):
+  return v
+
+
+def paper_schedule(step, tau0=0.5, annealing_rate=1e-3, t0=700):
+  """tau(t) = min(tau0, tau0 * exp(-c * (t - t0))) (paper, supplement S3)."""
+  step = tf.cast(step, tf.float32)
+  return tf.minimum(tau0, tau0 * tf.exp(-annealing_rate * (step - t0)))
+
+
+def naive_schedule(step, tau0=0.5, annealing_rate=1e-3):
+  """tau(t) = tau0 * exp(-c * t)."""
+  return tau0 * tf.exp(-annealing_rate * tf.cast(step, tf.float32))
+
+
+SCHEDULES = {"paper": paper_schedule, "naive": naive_schedule}
+
+
+def schedule_value(name, step, tau0, annealing_rate, t0):
+  if name == "paper":
+    return float(paper_schedule(step, tau0, annealing_rate, t0))
+  return float(naive_schedule(step, tau0, annealing_rate))
+
+
+def atanh_np(x):
+  return np.arctanh(x)

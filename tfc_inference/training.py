@@ -1,0 +1,152 @@
+"""Training of the hyperprior models: data pipeline and a resumable training loop."""
+
+import glob as glob_lib
+import os
+import signal
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tfc_inference import checkpoints
+
+
+def make_dataset(train_glob, patchsize, batchsize, seed=0):
+  """Infinite dataset of random `patchsize` crops, float32 [B, p, p, 3] in [0, 255].
+
+  Decoded images are cached in memory; images smaller than the patch are skipped.
+  """
+  files = sorted(glob_lib.glob(train_glob))
+  if not files:
+    raise ValueError(f"--train_glob {train_glob!r} matches no files")
+
+  def read(path):
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3,
+                               expand_animations=False)
+    return tf.ensure_shape(image, [None, None, 3])
+
+  def large_enough(image):
+    shape = tf.shape(image)
+    return tf.logical_and(shape[0] >= patchsize, shape[1] >= patchsize)
+
+  def crop(image):
+    patch = tf.image.random_crop(image, (patchsize, patchsize, 3), seed=seed)
+    return tf.cast(patch, tf.float32)
+
+  dataset = tf.data.Dataset.from_tensor_slices(files)
+  dataset = dataset.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+  dataset = dataset.filter(large_enough).cache()
+  dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+  dataset = dataset.repeat().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+  return dataset.batch(batchsize, drop_remainder=True).prefetch(2), len(files)
+
+
+def learning_rate_schedule(lr, last_step, decay_fraction=0.8):
+  """`lr` for the first `decay_fraction` of training, then `lr / 10`."""
+  boundary = max(1, int(decay_fraction * last_step))
+  return tf.keras.optimizers.schedules.PiecewiseConstantDecay(
+      [boundary], [lr, lr / 10.])
+
+
+def _format_seconds(seconds):
+  seconds = int(max(0, seconds))
+  return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
+          log_every=100, save_every=500, export_every=5000, print_fn=print):
+  """Trains `model` until `last_step`, resuming from `run_path/train` if present.
+
+  Writes resumable checkpoints (with optimizer state) to `run_path/train`,
+  TensorBoard summaries to `run_path/logs`, and the shippable `weights.npz` +
+  `config.json` every `export_every` steps and at the end. SIGTERM/SIGINT save
+  a checkpoint before exiting. Returns the dict of the last logged averages.
+  """
+  os.makedirs(run_path, exist_ok=True)
+  optimizer = tf.keras.optimizers.Adam(learning_rate_schedule(lr, last_step))
+  step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+  state = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+  manager = tf.train.CheckpointManager(
+      state, os.path.join(run_path, "train"), max_to_keep=2)
+  if manager.latest_checkpoint:
+    state.restore(manager.latest_checkpoint).expect_partial()
+    print_fn(f"resumed from {manager.latest_checkpoint} at step {int(step)}")
+  elif init_arrays is not None:
+    assigned = model.set_weight_arrays(init_arrays, partial=True)
+    print_fn(f"initialized {len(assigned)}/{len(model.weights)} weights from "
+             f"{config.get('init_from')}")
+
+  @tf.function
+  def train_step(x):
+    with tf.GradientTape() as tape:
+      terms = model.relaxed_rd(x, training=True)
+    variables = model.trainable_variables
+    gradients = tape.gradient(terms["loss"], variables)
+    optimizer.apply_gradients(zip(gradients, variables))
+    return terms
+
+  writer = tf.summary.create_file_writer(os.path.join(run_path, "logs"))
+  stop = {"flag": False}
+
+  def request_stop(signum, frame):  # pylint: disable=unused-argument
+    stop["flag"] = True
+
+  previous = {s: signal.signal(s, request_stop)
+              for s in (signal.SIGTERM, signal.SIGINT)}
+
+  def export():
+    checkpoints.save_weights(model, run_path)
+    config.update(steps=int(step))
+    checkpoints.write_config(run_path, config)
+
+  sums, count, averages = {}, 0, {}
+  start_step, start_time = int(step), time.time()
+  interval_time = start_time
+  try:
+    for x in dataset:
+      if int(step) >= last_step or stop["flag"]:
+        break
+      terms = train_step(x)
+      step.assign_add(1)
+      count += 1
+      for key, value in terms.items():
+        sums[key] = sums.get(key, 0.) + float(value)
+      current = int(step)
+      if current % log_every == 0 or current == last_step:
+        averages = {k: v / count for k, v in sums.items()}
+        now = time.time()
+        rate = count / max(now - interval_time, 1e-9)
+        eta = (last_step - current) / max(rate, 1e-9)
+        print_fn(f"step {current}/{last_step}  loss {averages['loss']:.4f}  "
+                 f"bpp {averages['bpp']:.4f}  mse {averages['mse']:.2f}  "
+                 f"{rate:.2f} steps/s  ETA {_format_seconds(eta)}")
+        with writer.as_default(step=current):
+          for key, value in averages.items():
+            tf.summary.scalar(key, value)
+          tf.summary.scalar("steps_per_second", rate)
+        sums, count, interval_time = {}, 0, now
+      if current % save_every == 0:
+        manager.save(checkpoint_number=current)
+      if current % export_every == 0 and current < last_step:
+        export()
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+    if int(step) > start_step:
+      manager.save(checkpoint_number=int(step))
+    writer.flush()
+  if stop["flag"]:
+    print_fn(f"stopped at step {int(step)}; run again to resume")
+  if int(step) > 0:
+    export()
+  print_fn(f"trained steps {start_step}..{int(step)} in "
+           f"{_format_seconds(time.time() - start_time)}")
+  if averages:
+    logging.info("final averages: %s", averages)
+  return averages
+
+
+def seed_everything(seed):
+  tf.random.set_seed(seed)
+  np.random.seed(seed)

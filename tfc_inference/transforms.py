@@ -1,0 +1,61 @@
+"""Convolutional transforms of the hyperprior models (Ballé et al. 2018, Minnen et al. 2018).
+
+All transforms are `tf.keras.Sequential` stacks of `tfc.SignalConv2D` layers, as in
+tfc's `bmshj2018` model. Images enter the analysis transform as float32 in [0, 255]
+with shape `[batch, height, width, 3]`; height and width must be multiples of 64 so
+that the hyper-latents have integral size (see `image_io.pad_to_multiple`).
+"""
+
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+
+def _conv(filters, kernel, name, *, down=1, up=1, bias=True, activation=None):
+  return tfc.SignalConv2D(
+      filters, (kernel, kernel), name=name, corr=up == 1, strides_down=down,
+      strides_up=up, padding="same_zeros", use_bias=bias, activation=activation)
+
+
+class AnalysisTransform(tf.keras.Sequential):
+  """x [B, H, W, 3] in [0, 255] -> y [B, H/16, W/16, num_filters]."""
+
+  def __init__(self, num_filters, name="analysis"):
+    super().__init__(name=name)
+    self.add(tf.keras.layers.Lambda(lambda x: x / 255.))
+    for i in range(3):
+      self.add(_conv(num_filters, 5, f"layer_{i}", down=2,
+                     activation=tfc.GDN(name=f"gdn_{i}")))
+    self.add(_conv(num_filters, 5, "layer_3", down=2, bias=False))
+
+
+class SynthesisTransform(tf.keras.Sequential):
+  """y_hat [B, h, w, num_filters] -> x_hat [B, 16h, 16w, 3] in [0, 255] (unclipped)."""
+
+  def __init__(self, num_filters, name="synthesis"):
+    super().__init__(name=name)
+    for i in range(3):
+      self.add(_conv(num_filters, 5, f"layer_{i}", up=2,
+                     activation=tfc.GDN(name=f"igdn_{i}", inverse=True)))
+    self.add(_conv(3, 5, "layer_3", up=2))
+    self.add(tf.keras.layers.Lambda(lambda x: x * 255.))
+
+
+class HyperAnalysisTransform(tf.keras.Sequential):
+  """y [B, h, w, N] -> z [B, h/4, w/4, out_channels] (3x3/1, 5x5/2, 5x5/2, ReLU)."""
+
+  def __init__(self, num_filters, out_channels=None, name="hyper_analysis"):
+    super().__init__(name=name)
+    self.add(_conv(num_filters, 3, "layer_0", activation=tf.nn.relu))
+    self.add(_conv(num_filters, 5, "layer_1", down=2, activation=tf.nn.relu))
+    self.add(_conv(out_channels or num_filters, 5, "layer_2", down=2,
+                   bias=out_channels is not None))
+
+
+class HyperSynthesisTransform(tf.keras.Sequential):
+  """z_hat [B, h/4, w/4, N] -> [B, h, w, out_channels] (5x5 up2, 5x5 up2, 3x3, ReLU)."""
+
+  def __init__(self, num_filters, out_channels, name="hyper_synthesis"):
+    super().__init__(name=name)
+    self.add(_conv(num_filters, 5, "layer_0", up=2, activation=tf.nn.relu))
+    self.add(_conv(num_filters, 5, "layer_1", up=2, activation=tf.nn.relu))
+    self.add(_conv(out_channels, 3, "layer_2", up=1))
