@@ -31,9 +31,9 @@ cli.define_train_flags(PREFIX)
 flags.adopt_module_key_flags(cli)
 
 
-def amortized(model, x, image, name):  # pylint: disable=unused-argument
+def amortized(model, x, images, names):  # pylint: disable=unused-argument
   y_hat, z_hat = codec.amortized_latents(model, x)
-  return y_hat, z_hat, {}
+  return y_hat, z_hat, [{} for _ in images]
 
 
 def main(argv):

@@ -165,3 +165,30 @@ def define_bits_back_flags():
       "side_info_out", None,
       "decompress: write the recovered side information to this file (only if "
       "it passes its checksum).")
+
+
+def define_inference_flags(method):
+  """Flags of the iterative-inference binaries (defaults: paper supplement S3)."""
+  from tfc_inference import inference  # pylint: disable=import-outside-toplevel
+  flags.DEFINE_integer("sga_its", 2000,
+                       "Iterations of iterative inference (any method).")
+  flags.DEFINE_float(
+      "lr", None,
+      f"Adam learning rate. Default: {inference.DEFAULT_LR[method]:g} for "
+      f"{method} (5e-3 for sga/map/unoise/danneal, 1e-4 for ste).")
+  flags.DEFINE_float("annealing_rate", 1e-3,
+                     "c in tau(t) = min(tau0, tau0 * exp(-c * (t - t0))).")
+  flags.DEFINE_integer("t0", 700, "t0 of the temperature schedule (iterations).")
+  flags.DEFINE_float("tau0", 0.5, "Initial (maximal) temperature tau0.")
+  flags.DEFINE_enum("schedule", "paper", ["paper", "naive"],
+                    "Temperature schedule: paper = min(tau0, tau0*exp(-c(t-t0))); "
+                    "naive = tau0*exp(-c t).")
+  flags.DEFINE_float(
+      "lambda", None,
+      "Rate-distortion trade-off of the inference objective (bpp + lambda * MSE). "
+      "Default: the lambda the run was trained with.")
+  flags.DEFINE_integer("eval_every", 10,
+                       "Evaluate the true (rounded) R-D loss every N iterations.")
+  flags.DEFINE_integer("batch_images", 4,
+                       "Optimize up to this many same-sized images jointly.")
+  flags.DEFINE_integer("progress_every", 100, "Print progress every N iterations.")

@@ -8,6 +8,7 @@ import os
 import time
 
 import numpy as np
+import tensorflow as tf
 
 from absl import flags
 
@@ -68,34 +69,50 @@ def load_model(run, families):
   return model, config, run_name
 
 
+def batches_by_size(inputs, outputs, max_batch):
+  """Groups (name, image), output pairs into lists of same-sized images."""
+  groups = {}
+  for item, path in zip(inputs, outputs):
+    groups.setdefault(item[1].shape, []).append((item, path))
+  for group in groups.values():
+    for i in range(0, len(group), max(1, max_batch)):
+      yield group[i:i + max_batch]
+
+
 def compress(method, families, latents_fn, run, input_spec, output=None):
   """`compress RUNNAME INPUT [OUTPUT]` for range-coded methods.
 
-  `latents_fn(model, x, image, name)` returns (y_hat, z_hat, extra_results) for a
-  padded batch `x` of one image.
+  `latents_fn(model, x, images, names)` returns (y_hat, z_hat, extras) for a padded
+  batch `x` of same-sized images; `extras` is a list of per-image result dicts.
   """
   model, _, run_name = load_model(run, families)
   inputs = image_io.expand_inputs(input_spec, warn=cli.warn)
   outputs = cli.output_paths(inputs, output, FILE_SUFFIX)
   for path in outputs:
     cli.check_writable(path)
-  for (name, image), path in zip(inputs, outputs):
+  max_batch = FLAGS["batch_images"].value if "batch_images" in FLAGS else 1
+  for batch in batches_by_size(inputs, outputs, max_batch):
     start = time.time()
-    x = codec.to_batch(image)
-    y_hat, z_hat, extra = latents_fn(model, x, image, name)
-    y_hat, z_hat = codec.requantize(model, y_hat, z_hat)
-    estimate = model.true_rd(x, y_hat, z_hat, valid_shape=image.shape[:2])
-    data = codec.encode_range_coded(model, run_name, method, image, y_hat, z_hat)
-    seconds = time.time() - start
-    result, _ = codec.verify_and_measure(
-        model, image, data, y_hat.numpy(), codec.range_coded_decode_fn,
-        seconds=seconds,
-        extra_results=dict(est_bpp=float(estimate["bpp"][0]), method=method,
-                           run=run_name, image=name, lmbda=model.lmbda,
-                           loss_est=float(estimate["loss"][0]), **extra))
-    cli.write_bytes(path, data)
-    cli.write_result_json(name, result)
-    cli.say(cli.format_result(name, result) + f"  -> {path}")
+    images = [image for (_, image), _ in batch]
+    names = [name for (name, _), _ in batch]
+    x = tf.concat([codec.to_batch(image) for image in images], 0)
+    y_batch, z_batch, extras = latents_fn(model, x, images, names)
+    seconds = (time.time() - start) / len(batch)
+    for i, ((name, image), path) in enumerate(batch):
+      start = time.time()
+      y_hat, z_hat = codec.requantize(model, y_batch[i:i + 1], z_batch[i:i + 1])
+      estimate = model.true_rd(x[i:i + 1], y_hat, z_hat,
+                               valid_shape=image.shape[:2])
+      data = codec.encode_range_coded(model, run_name, method, image, y_hat, z_hat)
+      result, _ = codec.verify_and_measure(
+          model, image, data, y_hat.numpy(), codec.range_coded_decode_fn,
+          seconds=seconds + time.time() - start,
+          extra_results=dict(est_bpp=float(estimate["bpp"][0]), method=method,
+                             run=run_name, image=name, lmbda=model.lmbda,
+                             **extras[i]))
+      cli.write_bytes(path, data)
+      cli.write_result_json(name, result)
+      cli.say(cli.format_result(name, result) + f"  -> {path}")
 
 
 def compress_bits_back(method, latents_fn, run, input_spec, output=None):

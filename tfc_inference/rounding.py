@@ -14,7 +14,6 @@ grid points are the integers), and return the relaxed values, same shape/dtype.
   * `identity_round`: MAP, no rounding at all.
 """
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -22,35 +21,44 @@ import tensorflow_probability as tfp
 _EPS = 1e-5
 
 
+def _grid_neighbours(v):
+  return tf.stop_gradient(tf.floor(v)), tf.stop_gradient(tf.math.ceil(v))
+
+
 def _direction_logits(v, tau):
-  """Logits [..., 2] of rounding (down, up); finite and with finite gradients."""
-  v_floor = tf.stop_gradient(tf.floor(v))
+  """Logits [..., 2] of rounding (down, up); finite and with finite gradients.
+
+  Distances are clipped below 1 so atanh stays finite; at an exact integer both
+  distances are 0 and floor == ceil, so either direction returns v itself.
+  """
+  v_floor, v_ceil = _grid_neighbours(v)
   down = tf.clip_by_value(v - v_floor, 0., 1. - _EPS)
-  up = tf.clip_by_value(v_floor + 1. - v, _EPS, 1. - _EPS)
-  # ceil(v) - v equals 1 - (v - floor(v)) except at integers, where both grid
-  # points coincide and either direction returns v itself.
+  up = tf.clip_by_value(v_ceil - v, 0., 1. - _EPS)
   return tf.stack([-tf.math.atanh(down), -tf.math.atanh(up)], axis=-1) / tau
 
 
+def _combine(v, directions):
+  v_floor, v_ceil = _grid_neighbours(v)
+  return v_floor * directions[..., 0] + v_ceil * directions[..., 1]
+
+
 def sga_round(v, tau, seed):
-  """SGA sample in [floor(v), floor(v) + 1]; approaches round(v) as tau -> 0.
+  """SGA sample in [floor(v), ceil(v)]; approaches round(v) as tau -> 0.
 
   Args:
     v: float tensor, values relative to the integer grid.
     tau: scalar temperature > 0.
     seed: stateless seed, int32 tensor of shape [2].
   """
-  v_floor = tf.stop_gradient(tf.floor(v))
-  logits = _direction_logits(v, tau)
   directions = tfp.distributions.RelaxedOneHotCategorical(
-      tau, logits=logits).sample(seed=seed)
-  return v_floor + directions[..., 1]
+      tau, logits=_direction_logits(v, tau)).sample(seed=seed)
+  return _combine(v, directions)
 
 
 def annealed_round(v, tau):
-  """Deterministic annealing: E[rounded value] under the SGA direction probabilities."""
-  v_floor = tf.stop_gradient(tf.floor(v))
-  return v_floor + tf.nn.softmax(_direction_logits(v, tau), axis=-1)[..., 1]
+  """Deterministic annealing: E[rounded value] under the tempered direction
+  distribution (the same logits as SGA, expectation instead of a sample)."""
+  return _combine(v, tf.nn.softmax(_direction_logits(v, tau), axis=-1))
 
 
 def ste_round(v):
@@ -83,7 +91,3 @@ def schedule_value(name, step, tau0, annealing_rate, t0):
   if name == "paper":
     return float(paper_schedule(step, tau0, annealing_rate, t0))
   return float(naive_schedule(step, tau0, annealing_rate))
-
-
-def atanh_np(x):
-  return np.arctanh(x)

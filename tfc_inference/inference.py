@@ -1,0 +1,236 @@
+"""Iterative inference at compression time (paper sections 3.1-3.2, supplement S3).
+
+Starting from the amortized encoder's (y, z), gradient steps (Adam) lower a relaxed
+rate-distortion objective in which rounding is replaced by one of the relaxations
+in `rounding`. Every `eval_every` iterations the *true* R-D loss of the rounded
+latents is evaluated, and at the end the latents are rounded onto exactly the grid
+the entropy model codes, ready for the range coder.
+
+Works on a batch of same-sized images; the per-image losses are summed, and since
+Adam is element-wise this equals optimizing each image on its own.
+"""
+
+import dataclasses
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+from tfc_inference import models
+from tfc_inference import rounding
+
+METHODS = ("sga", "map", "ste", "unoise", "danneal")
+DEFAULT_LR = {"sga": 5e-3, "map": 5e-3, "unoise": 5e-3, "danneal": 5e-3,
+              "ste": 1e-4}
+# Early stopping (keep the best rounded solution) for MAP and STE, as in S3.
+KEEPS_BEST = ("map", "ste")
+
+
+@dataclasses.dataclass
+class InferenceConfig:
+  """Settings of one iterative-inference run (defaults: supplement S3)."""
+  method: str = "sga"
+  iterations: int = 2000
+  lr: Optional[float] = None  # None: DEFAULT_LR[method]
+  tau0: float = 0.5
+  annealing_rate: float = 1e-3
+  t0: int = 700
+  schedule: str = "paper"  # or "naive"
+  lmbda: Optional[float] = None  # None: the model's training lambda
+  eval_every: int = 10
+  keep_best: Optional[bool] = None  # None: method in KEEPS_BEST
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.method not in METHODS:
+      raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
+    if self.schedule not in rounding.SCHEDULES:
+      raise ValueError(f"schedule must be one of {tuple(rounding.SCHEDULES)}")
+    if self.iterations < 0 or self.eval_every < 1:
+      raise ValueError("iterations must be >= 0 and eval_every >= 1")
+
+  @property
+  def learning_rate(self):
+    return DEFAULT_LR[self.method] if self.lr is None else self.lr
+
+  @property
+  def keeps_best(self):
+    return self.method in KEEPS_BEST if self.keep_best is None else self.keep_best
+
+  def tau(self, step):
+    return rounding.schedule_value(self.schedule, step, self.tau0,
+                                   self.annealing_rate, self.t0)
+
+
+@dataclasses.dataclass
+class InferenceResult:
+  """Output of `IterativeInference.run` for a batch of B images.
+
+  `y_hat`, `z_hat`: latents on the coding grid. Losses are `bpp + lmbda * mse`
+  per image ([B] arrays). `trajectory` rows: (iteration, true loss [B], relaxed
+  loss [B] of the same iterate, or NaN where not evaluated).
+  """
+  y_hat: tf.Tensor
+  z_hat: tf.Tensor
+  init_loss: np.ndarray
+  init_bpp: np.ndarray
+  init_mse: np.ndarray
+  loss: np.ndarray
+  bpp: np.ndarray
+  mse: np.ndarray
+  trajectory: list
+  seconds: float
+  best_iteration: np.ndarray
+
+
+def _psnr(mse):
+  return 10 * np.log10(255. ** 2 / np.maximum(mse, 1e-10))
+
+
+class IterativeInference:
+  """Optimizes the latents of a `RangeCodedHyperprior` for given images.
+
+  Args:
+    model: a loaded mean-scale or scale-only hyperprior (with coding tables).
+    config: `InferenceConfig`.
+    progress_fn: called every `progress_every` iterations with a dict (iteration,
+      tau, relaxed_loss, true_loss, bpp, psnr, elapsed, eta), means over images.
+  """
+
+  def __init__(self, model, config, progress_fn: Optional[Callable] = None,
+               progress_every=100):
+    if not isinstance(model, models.RangeCodedHyperprior):
+      raise TypeError("iterative inference needs a mbt2018 or bmshj2018 model")
+    self.model = model
+    self.config = config
+    self.lmbda = model.lmbda if config.lmbda is None else float(config.lmbda)
+    self.progress_fn = progress_fn
+    self.progress_every = progress_every
+
+  # -------------------------------------------------------------- objectives
+  def _relax(self, v, tau, seed):
+    method = self.config.method
+    if method == "sga":
+      return rounding.sga_round(v, tau, seed)
+    if method == "danneal":
+      return rounding.annealed_round(v, tau)
+    if method == "ste":
+      return rounding.ste_round(v)
+    if method == "unoise":
+      return rounding.noisy_round(v, seed)
+    return rounding.identity_round(v)
+
+  def relaxed_loss(self, x, y, z, tau, seed, valid_shape):
+    """Relaxed per-image loss [B] (the objective the gradient steps follow)."""
+    model = self.model
+    offset = model.z_offset
+    z_tilde = self._relax(z - offset, tau, seed[0]) + offset
+    loc, indexes = model.y_conditional(z_tilde, tf.shape(y)[1:3])
+    centered = y if loc is None else y - loc
+    y_offsets = self._relax(centered, tau, seed[1])
+    y_tilde = y_offsets if loc is None else y_offsets + loc
+    scale = models.scale_fn(
+        tf.clip_by_value(indexes, 0., models.SCALES_LEVELS - 1.))
+    log_p_y = tfc.NoisyNormal(loc=0., scale=scale).log_prob(y_offsets)
+    log_p_z = model.hyperprior.log_prob(z_tilde)
+    bits = -(tf.reduce_sum(log_p_y, axis=[1, 2, 3]) +
+             tf.reduce_sum(log_p_z, axis=[1, 2, 3])) / np.log(2.)
+    x_tilde = model.synthesis_transform(y_tilde)
+    mse, num_pixels = models.masked_mse(x, x_tilde, valid_shape)
+    return bits / num_pixels + self.lmbda * mse
+
+  def quantize(self, y, z):
+    """Rounds continuous (y, z) onto the coding grid."""
+    z_hat = self.model.quantize_z(z)
+    loc, _ = self.model.y_conditional(z_hat, tf.shape(y)[1:3])
+    return self.model.quantize_y(y, loc), z_hat
+
+  def true_loss(self, x, y, z, valid_shape):
+    y_hat, z_hat = self.quantize(y, z)
+    terms = self.model.true_rd(x, y_hat, z_hat, valid_shape)
+    loss = terms["bpp"] + self.lmbda * terms["mse"]
+    return loss, terms["bpp"], terms["mse"], y_hat, z_hat
+
+  # -------------------------------------------------------------- optimization
+  def run(self, x, valid_shape=None, init=None):
+    """Optimizes latents for images `x` [B, H, W, 3] (padded, 0-255).
+
+    `valid_shape` (height, width) excludes padding from the distortion. `init`:
+    optional (y, z) to start from instead of the amortized encoder's output.
+    """
+    config = self.config
+    x = tf.convert_to_tensor(x, tf.float32)
+    y0, z0 = self.model.analyze(x) if init is None else init
+    y_var = tf.Variable(y0, name="y")
+    z_var = tf.Variable(z0, name="z")
+    optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+    valid = None if valid_shape is None else tuple(int(s) for s in valid_shape)
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.float32),
+                                  tf.TensorSpec([2, 2], tf.int32)])
+    def step(tau, seed):
+      with tf.GradientTape() as tape:
+        losses = self.relaxed_loss(x, y_var, z_var, tau, seed, valid)
+        total = tf.reduce_sum(losses)
+      gradients = tape.gradient(total, [y_var, z_var])
+      optimizer.apply_gradients(zip(gradients, [y_var, z_var]))
+      return losses
+
+    @tf.function
+    def evaluate():
+      return self.true_loss(x, y_var, z_var, valid)
+
+    start = time.time()
+    init_loss, init_bpp, init_mse, best_y, best_z = (
+        t.numpy() for t in evaluate())
+    best_loss, best_iteration = init_loss.copy(), np.zeros_like(init_loss, int)
+    final = (init_loss, init_bpp, init_mse)
+    batch = init_loss.shape[0]
+    trajectory = []
+    last_true = init_loss
+    for t in range(config.iterations + 1):
+      evaluate_now = t % config.eval_every == 0 or t == config.iterations
+      if evaluate_now and t > 0:
+        loss, bpp, mse, y_hat, z_hat = (v.numpy() for v in evaluate())
+        last_true = loss
+        final = (loss, bpp, mse)
+        better = loss < best_loss
+        best_loss = np.where(better, loss, best_loss)
+        best_iteration = np.where(better, t, best_iteration)
+        best_y = np.where(better[:, None, None, None], y_hat, best_y)
+        best_z = np.where(better[:, None, None, None], z_hat, best_z)
+      if t == config.iterations:
+        trajectory.append((t, last_true.tolist(), [float("nan")] * batch))
+        break
+      tau = config.tau(t)
+      seed = tf.constant([[config.seed, 2 * t], [config.seed, 2 * t + 1]],
+                         tf.int32)
+      relaxed = step(tf.constant(tau, tf.float32), seed).numpy()
+      if evaluate_now:
+        true_now = init_loss if t == 0 else last_true
+        trajectory.append((t, true_now.tolist(), relaxed.tolist()))
+      if self.progress_fn and (t % self.progress_every == 0):
+        elapsed = time.time() - start
+        self.progress_fn(dict(
+            iteration=t, tau=tau, relaxed_loss=float(relaxed.mean()),
+            true_loss=float(last_true.mean()), bpp=float(final[1].mean()),
+            psnr=float(_psnr(final[2]).mean()), elapsed=elapsed,
+            eta=elapsed / (t + 1) * (config.iterations - t)))
+    if config.keeps_best:
+      y_hat, z_hat, loss = best_y, best_z, best_loss
+      bpp_mse = None
+    else:
+      y_hat, z_hat = self.quantize(y_var, z_var)
+      y_hat, z_hat = y_hat.numpy(), z_hat.numpy()
+      loss, bpp_mse = final[0], final[1:]
+      best_iteration = np.full(batch, config.iterations)
+    if bpp_mse is None:
+      terms = self.model.true_rd(x, tf.constant(y_hat), tf.constant(z_hat), valid)
+      bpp_mse = (terms["bpp"].numpy(), terms["mse"].numpy())
+    return InferenceResult(
+        y_hat=tf.constant(y_hat), z_hat=tf.constant(z_hat), init_loss=init_loss,
+        init_bpp=init_bpp, init_mse=init_mse, loss=np.asarray(loss),
+        bpp=bpp_mse[0], mse=bpp_mse[1], trajectory=trajectory,
+        seconds=time.time() - start, best_iteration=best_iteration)
