@@ -17,6 +17,7 @@ the decoder computes exactly the same q as the encoder (same weights, same math)
 
 import dataclasses
 import struct
+import time
 import zlib
 
 import constriction
@@ -24,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from tfc_inference import bbvi
 from tfc_inference import codec
 from tfc_inference import file_format
 from tfc_inference import image_io
@@ -32,7 +34,7 @@ from tfc_inference import models
 METHODS = ("mbt2018_bb", "bb_plain", "bb_no_sga", "bb_sga")
 GRID_BITS = 5  # z grid width 1/32
 _Z_TAIL_MASS = 1e-7
-_EXTRA_FORMAT = "<IIIIBhhii"  # see SideInfoHeader
+_EXTRA_FORMAT = "<IIIIBhhiiHfI"  # see SideInfoHeader
 
 
 def z_tables(model, grid_bits=GRID_BITS):
@@ -67,6 +69,9 @@ class SideInfoHeader:
   y_max: int
   z_kmin: int
   z_kmax: int
+  bbvi_its: int = 0  # 0: q(z | y_hat) is the amortized hyper-encoder's
+  bbvi_lr: float = 0.003
+  bbvi_seed: int = 0
 
   def to_bytes(self):
     return struct.pack(_EXTRA_FORMAT, *dataclasses.astuple(self))
@@ -95,9 +100,18 @@ def random_side_info(num_bits, seed):
 
 
 class BitsBackCoder:
-  """Per-image bits-back encoder/decoder for a loaded `BitsBackHyperprior`."""
+  """Per-image bits-back encoder/decoder for a loaded `BitsBackHyperprior`.
 
-  def __init__(self, model):
+  q(z | y_hat) is the amortized hyper-encoder's output, or, with `bbvi_its` > 0,
+  the result of `bbvi.reproducible_bbvi` (which the decoder repeats exactly).
+  """
+
+  def __init__(self, model, bbvi_its=0, bbvi_lr=0.003, bbvi_seed=0):
+    # The learning rate travels as float32 in the header; use that value here too.
+    self.bbvi_its, self.bbvi_seed = int(bbvi_its), int(bbvi_seed)
+    self.bbvi_lr = float(np.float32(bbvi_lr))
+    self._posterior_cache = {}
+    self.bbvi_seconds = 0.
     if not isinstance(model, models.BitsBackHyperprior):
       raise TypeError("bits-back coding needs a BitsBackHyperprior (mbt2018_bb run)")
     self.model = model
@@ -114,9 +128,17 @@ class BitsBackCoder:
   # -- model pieces shared by encoder and decoder (batch of one, same ops)
   def posterior(self, y_hat):
     """Q(z | y_hat) in grid units: (mean, std) float64 arrays [1, h, w, N]."""
-    mean, log_var = self.model.posterior_z(tf.constant(y_hat, tf.float32))
-    std = np.exp(0.5 * log_var.numpy().astype(np.float64))
-    return mean.numpy().astype(np.float64) / self.delta, std / self.delta
+    y_hat = np.asarray(y_hat, np.float32)
+    key = hash(y_hat.tobytes())
+    if key not in self._posterior_cache:
+      start = time.time()
+      mean, log_var = bbvi.reproducible_bbvi(
+          self.model, y_hat, self.bbvi_its, self.bbvi_lr, self.bbvi_seed)
+      self.bbvi_seconds += time.time() - start
+      std = np.exp(0.5 * log_var.astype(np.float64))
+      self._posterior_cache = {key: (mean.astype(np.float64) / self.delta,
+                                     std / self.delta)}
+    return self._posterior_cache[key]
 
   def y_parameters(self, z_index, y_shape):
     z_hat = tf.constant(z_index * self.delta, tf.float32)
@@ -172,9 +194,10 @@ class BitsBackCoder:
     header = SideInfoHeader(
         side_info_bytes=len(side_info), side_info_crc=zlib.crc32(side_info),
         pad_words=pad_words, pad_seed=seed, grid_bits=self.grid_bits,
-        y_min=y_min, y_max=y_max, z_kmin=self.z_kmin, z_kmax=self.z_kmax)
+        y_min=y_min, y_max=y_max, z_kmin=self.z_kmin, z_kmax=self.z_kmax,
+        bbvi_its=self.bbvi_its, bbvi_lr=self.bbvi_lr, bbvi_seed=self.bbvi_seed)
     info = dict(side_info_bits=8 * len(side_info), padding_bits=32 * pad_words,
-                side_info_needed_bits=needed_bits)
+                side_info_needed_bits=needed_bits, bbvi_seconds=self.bbvi_seconds)
     return coder.get_compressed(), header, z_index, info
 
   def decode(self, words, header, y_shape, z_shape):
@@ -236,12 +259,15 @@ def estimate_net_bits(coder, y_hat, z_index):
   return float(bits_y + bits_z - bits_q)
 
 
-def encode_file(model, run_name, method, image, y_hat, side_info=None, seed=0):
+def encode_file(model, run_name, method, image, y_hat, side_info=None, seed=0,
+                bbvi_its=0, bbvi_lr=0.003, bbvi_seed=0):
   """Writes the file for integer latents `y_hat` [1, h, w, N] of one image.
 
-  Returns (file bytes, info dict with side_info_bits, padding_bits, est net bits).
+  With `bbvi_its` > 0, q(z | y_hat) comes from reproducible BBVI (Algorithm 1,
+  step 3). Returns (file bytes, info dict with side_info_bits, padding_bits,
+  est_net_bits, bbvi_seconds).
   """
-  coder = BitsBackCoder(model)
+  coder = BitsBackCoder(model, bbvi_its, bbvi_lr, bbvi_seed)
   if side_info is None:
     side_info = random_side_info(coder.side_info_capacity_bits(y_hat), seed)
   words, header, z_index, info = coder.encode(y_hat, side_info, seed=seed)
@@ -262,10 +288,10 @@ def decode_file(model, compressed):
   if len(payload) % 4:
     raise file_format.FormatError("bits-back payload is not whole 32-bit words")
   words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-  coder = BitsBackCoder(model)
+  coder = BitsBackCoder(model, header.bbvi_its, header.bbvi_lr, header.bbvi_seed)
   y_hat, side_info, info = coder.decode(
       words, header, compressed.y_shape, compressed.z_shape)
   x_hat = model.synthesize(tf.constant(y_hat))[0]
   height, width = compressed.image_shape
-  info.update(side_info=side_info, y_hat=y_hat)
+  info.update(side_info=side_info, y_hat=y_hat, bbvi_seconds=coder.bbvi_seconds)
   return image_io.to_uint8(x_hat[:height, :width].numpy()), info

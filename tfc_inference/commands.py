@@ -115,10 +115,12 @@ def compress(method, families, latents_fn, run, input_spec, output=None):
       cli.say(cli.format_result(name, result) + f"  -> {path}")
 
 
-def compress_bits_back(method, latents_fn, run, input_spec, output=None):
+def compress_bits_back(method, latents_fn, run, input_spec, output=None,
+                       bbvi_its=0, bbvi_lr=0.003):
   """`compress RUNNAME INPUT [OUTPUT] [--side_info FILE]` for bits-back methods.
 
   `latents_fn(model, x, image, name)` returns (integer y_hat [1, h, w, N], extra).
+  `bbvi_its` > 0 makes q(z | y_hat) the result of reproducible BBVI.
   """
   from tfc_inference import bits_back  # pylint: disable=import-outside-toplevel
   model, _, run_name = load_model(run, ["mbt2018_bb"])
@@ -138,8 +140,9 @@ def compress_bits_back(method, latents_fn, run, input_spec, output=None):
     start = time.time()
     x = codec.to_batch(image)
     y_hat, extra = latents_fn(model, x, image, name)
-    data, info = bits_back.encode_file(model, run_name, method, image, y_hat,
-                                       side_info=side_info, seed=FLAGS.seed)
+    data, info = bits_back.encode_file(
+        model, run_name, method, image, y_hat, side_info=side_info,
+        seed=FLAGS.seed, bbvi_its=bbvi_its, bbvi_lr=bbvi_lr, bbvi_seed=FLAGS.seed)
     seconds = time.time() - start
     if info["padding_bits"]:
       cli.warn(f"{name}: side information ({info['side_info_bits']} bits) is "
@@ -160,7 +163,8 @@ def compress_bits_back(method, latents_fn, run, input_spec, output=None):
             side_info_bits=info["side_info_bits"],
             padding_bits=info["padding_bits"],
             net_bpp=(8 * len(data) - info["side_info_bits"]) / pixels,
-            est_bpp=info["est_net_bits"] / pixels, **extra))
+            est_bpp=info["est_net_bits"] / pixels,
+            bbvi_seconds=info["bbvi_seconds"], bbvi_its=bbvi_its, **extra))
     cli.write_bytes(path, data)
     cli.write_result_json(name, result)
     cli.say(cli.format_result(name, result) + f"  -> {path}")

@@ -1,0 +1,24 @@
+"""Lossy bits-back coding, method 'bb_no_sga' (see tfc_inference/bits_back_binary.py).
+
+Usage:
+  python examples/bb_no_sga.py compress RUNNAME INPUT [OUTPUT] [--side_info FILE]
+  python examples/bb_no_sga.py decompress INPUT [OUTPUT] [--side_info_out FILE]
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags  # pylint: disable=g-import-not-at-top
+
+from tfc_inference import cli  # pylint: disable=g-import-not-at-top
+from tfc_inference import bits_back_binary  # pylint: disable=g-import-not-at-top
+
+__doc__ = bits_back_binary.define("bb_no_sga")  # pylint: disable=redefined-builtin
+flags.adopt_module_key_flags(cli)
+
+if __name__ == "__main__":
+  app.run(bits_back_binary.main("bb_no_sga", __doc__))

@@ -1,0 +1,173 @@
+"""Black-box variational inference over q(z) for lossy bits-back coding.
+
+Paper: Yang, Bamler, Mandt (NeurIPS 2020), section 3.3, Algorithm 1, supplement S3.
+
+* `reproducible_bbvi(y_hat)`: the decoder-side inference. Starting from the
+  amortized q(z | y_hat) = f_h(y_hat), Adam (lr 0.003, 2000 iterations) maximizes
+  the ELBO over (mean, log-variance) of q(z) with y_hat observed, using
+  reparameterized samples from a stateless RNG seeded by a fixed seed. Encoder and
+  decoder run the same function on the same y_hat and obtain the same q bit for bit
+  (same machine type, same TF build: see `configure_determinism`).
+* `BitsBackInference`: the encoder-side joint optimization of [M2]: SGA over y_hat
+  and BBVI over q(z), minimizing the NELBO (net rate + lambda * distortion).
+
+Rates are in bits; `z` is continuous (it is discretized only for coding).
+"""
+
+import dataclasses
+import time
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_compression as tfc
+import tensorflow_probability as tfp
+
+from tfc_inference import models
+from tfc_inference import rounding
+
+tfd = tfp.distributions
+_LN2 = float(np.log(2.))
+
+
+def configure_determinism():
+  """Makes TF ops deterministic so the decoder repeats the encoder's BBVI exactly."""
+  try:
+    tf.config.experimental.enable_op_determinism()
+  except AttributeError:  # older TF
+    pass
+
+
+def net_bits(model, y, z, mean, log_var):
+  """Per-image -log2 p(y | z) - log2 p(z) + log2 q(z), y on the integer grid [B].
+
+  p(y | z) is the Gaussian convolved with a unit uniform (tfc's NoisyNormal), so for
+  integer y it is the probability mass the entropy coder uses.
+  """
+  loc, indexes = model.y_conditional(z, tf.shape(y)[1:3])
+  scale = models.scale_fn(tf.clip_by_value(indexes, 0., models.SCALES_LEVELS - 1.))
+  log_p_y = tfc.NoisyNormal(loc=loc, scale=scale).log_prob(y)
+  bits_y = -tf.reduce_sum(log_p_y, axis=[1, 2, 3]) / _LN2
+  return bits_y + model.z_net_bits(z, mean, log_var)
+
+
+def reproducible_bbvi(model, y_hat, iterations=2000, lr=0.003, seed=0):
+  """q(z | y_hat) by seeded BBVI. `y_hat` [1, h, w, N] integers; returns numpy
+  (mean, log_var), each [1, h/4, w/4, N], float32."""
+  configure_determinism()
+  y_hat = tf.constant(y_hat, tf.float32)
+  mean0, log_var0 = model.posterior_z(y_hat)
+  if iterations <= 0:
+    return mean0.numpy(), log_var0.numpy()
+  mean = tf.Variable(mean0)
+  log_var = tf.Variable(log_var0)
+  optimizer = tf.keras.optimizers.Adam(lr)
+
+  @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
+  def step(t):
+    eps = tf.random.stateless_normal(tf.shape(mean), tf.stack([seed, t]))
+    with tf.GradientTape() as tape:
+      z = mean + tf.exp(0.5 * log_var) * eps
+      loss = tf.reduce_sum(net_bits(model, y_hat, z, mean, log_var))
+    grads = tape.gradient(loss, [mean, log_var])
+    optimizer.apply_gradients(zip(grads, [mean, log_var]))
+    return loss
+
+  for t in range(iterations):
+    step(tf.constant(t, tf.int32))
+  return mean.numpy(), tf.clip_by_value(log_var, -20., 10.).numpy()
+
+
+@dataclasses.dataclass
+class BitsBackConfig:
+  """Settings of [M2]'s joint optimization (defaults: supplement S3)."""
+  iterations: int = 2000
+  lr: float = 5e-3
+  tau0: float = 0.5
+  annealing_rate: float = 1e-3
+  t0: int = 700
+  schedule: str = "paper"
+  lmbda: float = None
+  eval_every: int = 10
+  seed: int = 0
+  optimize_y: bool = True  # False: [A5], only q(z) is optimized (y_hat fixed)
+
+  def tau(self, step):
+    return rounding.schedule_value(self.schedule, step, self.tau0,
+                                   self.annealing_rate, self.t0)
+
+
+class BitsBackInference:
+  """Joint SGA over y and BBVI over q(z) for a `BitsBackHyperprior` (batch of images).
+
+  `run(x)` returns (integer y_hat numpy [B, h, w, N], dict of trajectories). The
+  monitored "true" loss uses rounded y and a fixed z sample, so it is an unbiased
+  one-sample estimate of the NELBO of the coded latents.
+  """
+
+  def __init__(self, model, config, progress_fn=None, progress_every=100):
+    if not isinstance(model, models.BitsBackHyperprior):
+      raise TypeError("bits-back inference needs a BitsBackHyperprior")
+    self.model = model
+    self.config = config
+    self.lmbda = model.lmbda if config.lmbda is None else float(config.lmbda)
+    self.progress_fn = progress_fn
+    self.progress_every = progress_every
+
+  def _loss(self, x, y, mean, log_var, eps, valid_shape):
+    z = mean + tf.exp(0.5 * log_var) * eps
+    bits = net_bits(self.model, y, z, mean, log_var)
+    x_tilde = self.model.synthesis_transform(y)
+    mse, num_pixels = models.masked_mse(x, x_tilde, valid_shape)
+    return bits / num_pixels + self.lmbda * mse, bits / num_pixels, mse
+
+  def run(self, x, valid_shape=None):
+    config = self.config
+    model = self.model
+    x = tf.convert_to_tensor(x, tf.float32)
+    y0, (mean0, log_var0) = model.analyze(x)
+    if not config.optimize_y:
+      y0 = tf.round(y0)
+    y_var = tf.Variable(y0)
+    mean = tf.Variable(mean0)
+    log_var = tf.Variable(log_var0)
+    variables = [mean, log_var] + ([y_var] if config.optimize_y else [])
+    optimizer = tf.keras.optimizers.Adam(config.lr)
+    valid = None if valid_shape is None else tuple(int(s) for s in valid_shape)
+    fixed_eps = tf.random.stateless_normal(tf.shape(mean0), [config.seed, -1])
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.float32),
+                                  tf.TensorSpec([], tf.int32)])
+    def step(tau, t):
+      eps = tf.random.stateless_normal(tf.shape(mean), tf.stack([config.seed, t]))
+      with tf.GradientTape() as tape:
+        y = (rounding.sga_round(y_var, tau, tf.stack([config.seed + 1, t]))
+             if config.optimize_y else y_var)
+        losses, _, _ = self._loss(x, y, mean, log_var, eps, valid)
+        total = tf.reduce_sum(losses)
+      grads = tape.gradient(total, variables)
+      optimizer.apply_gradients(zip(grads, variables))
+      return losses
+
+    @tf.function
+    def evaluate():
+      return self._loss(x, tf.round(y_var), mean, log_var, fixed_eps, valid)
+
+    start = time.time()
+    init_loss, init_bpp, init_mse = (v.numpy() for v in evaluate())
+    trajectory = [(0, init_loss.tolist())]
+    last = init_loss
+    for t in range(config.iterations):
+      tau = config.tau(t)
+      relaxed = step(tf.constant(tau, tf.float32), tf.constant(t, tf.int32))
+      if (t + 1) % config.eval_every == 0 or t + 1 == config.iterations:
+        last = evaluate()[0].numpy()
+        trajectory.append((t + 1, last.tolist()))
+      if self.progress_fn and t % self.progress_every == 0:
+        elapsed = time.time() - start
+        self.progress_fn(dict(
+            iteration=t, tau=tau, relaxed_loss=float(np.mean(relaxed)),
+            true_loss=float(last.mean()), elapsed=elapsed,
+            eta=elapsed / (t + 1) * (config.iterations - t)))
+    return np.round(y_var.numpy()), dict(
+        init_loss=init_loss, init_bpp=init_bpp, init_mse=init_mse,
+        nelbo_trajectory=trajectory, seconds=time.time() - start)
