@@ -65,6 +65,7 @@ def write_json_atomic(path, obj):
                                    suffix=".tmp") as f:
     json.dump(obj, f, indent=2, sort_keys=True)
     f.write("\n")
+  os.chmod(f.name, 0o644)  # tempfiles are private; shipped files are not
   os.replace(f.name, path)
 
 
@@ -90,6 +91,7 @@ def save_weights(model, path, tables=None):
     arrays[_TABLE_PREFIX + key] = value
   with tempfile.NamedTemporaryFile(dir=path, delete=False, suffix=".npz") as f:
     np.savez(f, **arrays)
+  os.chmod(f.name, 0o644)
   os.replace(f.name, os.path.join(path, WEIGHTS_FILE))
 
 
