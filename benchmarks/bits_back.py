@@ -49,18 +49,7 @@ METHODS = ("mbt2018", "bb_plain", "bb_no_sga", "bb_sga")
 
 
 def load_images():
-  paths = sorted(glob.glob(FLAGS.images))[:FLAGS.num_images]
-  if not paths:
-    raise SystemExit(f"error: --images {FLAGS.images!r} matches nothing")
-  images = []
-  for path in paths:
-    image = image_io.read_image(path)
-    if FLAGS.crop:
-      h, w = (int(s) for s in FLAGS.crop.split("x"))
-      top, left = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
-      image = image[top:top + h, left:left + w]
-    images.append((os.path.splitext(os.path.basename(path))[0], image))
-  return images
+  return image_io.load_image_set(FLAGS.images, FLAGS.num_images, FLAGS.crop)
 
 
 def encode(method, base, bb, name, image):

@@ -9,7 +9,6 @@ side information), and the decoded PSNR / MS-SSIM. With a published curve availa
 the BD-rate of the mean-scale family against the paper's base hyperprior is added.
 """
 
-import glob
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
 from tfc_inference import codec  # pylint: disable=g-import-not-at-top
 from tfc_inference import evaluation  # pylint: disable=g-import-not-at-top
 from tfc_inference import image_io  # pylint: disable=g-import-not-at-top
+from tfc_inference import models  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("kodak", "../shared/data/kodak/*.png", "Glob of Kodak images.")
 flags.DEFINE_string("published", "../shared/data/published/yang2020_improving_inference"
@@ -71,6 +71,8 @@ def readme_table(root):
            "| PSNR (dB) | MS-SSIM |", "| --- | --- | --- | --- | --- | --- | --- "
            "| --- | --- |"]
   for run in checkpoints.list_runs(root):
+    if run.split("-")[0] not in models.MODEL_CLASSES:
+      continue
     c = checkpoints.read_config(os.path.join(root, run))
     k = c.get("kodak", {})
     fmt = lambda key, f: (f.format(k[key]) if key in k else "-")  # noqa: E731
@@ -85,12 +87,11 @@ def readme_table(root):
 def main(argv):
   del argv
   root = FLAGS.checkpoint_dir or checkpoints.default_checkpoint_dir()
-  paths = sorted(glob.glob(FLAGS.kodak))
-  if not paths:
-    raise SystemExit(f"error: --kodak {FLAGS.kodak!r} matches nothing")
-  images = [(os.path.basename(p), image_io.read_image(p)) for p in paths]
+  images = image_io.load_image_set(FLAGS.kodak)
   curves = {}
-  for run in FLAGS.runs or checkpoints.list_runs(root):
+  runs = FLAGS.runs or [r for r in checkpoints.list_runs(root)
+                       if r.split("-")[0] in models.MODEL_CLASSES]
+  for run in runs:
     start = time.time()
     config, means = evaluate_run(run, images)
     print(f"{run}: " + "  ".join(f"{k} {v:.4f}" for k, v in means.items())

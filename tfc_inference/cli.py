@@ -17,11 +17,13 @@ from absl import logging
 from tfc_inference import checkpoints
 from tfc_inference import file_format
 from tfc_inference import image_io
+from tfc_inference import weights
 
 FLAGS = flags.FLAGS
 
 USER_ERRORS = (image_io.ImageError, file_format.FormatError,
-               checkpoints.CheckpointError, FileExistsError)
+               checkpoints.CheckpointError, weights.WeightMismatchError,
+               FileExistsError)
 
 
 def define_coding_flags():

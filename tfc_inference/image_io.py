@@ -122,3 +122,28 @@ def png_size(data):
   """(height, width) of PNG bytes, read from the IHDR chunk."""
   width, height = struct.unpack(">II", data[16:24])
   return height, width
+
+
+def center_crop(image, height, width):
+  """Central `height` x `width` window of `[H, W, C]` (clipped to the image)."""
+  top = max(0, (image.shape[0] - height) // 2)
+  left = max(0, (image.shape[1] - width) // 2)
+  return image[top:top + height, left:left + width]
+
+
+def load_image_set(pattern, limit=None, crop=None):
+  """Sorted images of a glob as (stem, uint8 image) pairs, for benchmarks.
+
+  `limit` keeps the first N files; `crop` ("HxW") takes central crops.
+  """
+  paths = sorted(glob_lib.glob(pattern))[:limit]
+  if not paths:
+    raise ImageError(f"{pattern}: matches no file")
+  images = []
+  for path in paths:
+    image = read_image(path)
+    if crop:
+      height, width = (int(s) for s in crop.lower().split("x"))
+      image = center_crop(image, height, width)
+    images.append((os.path.splitext(os.path.basename(path))[0], image))
+  return images

@@ -22,6 +22,7 @@ import tensorflow_compression as tfc
 import tensorflow_probability as tfp
 
 from tfc_inference import transforms
+from tfc_inference import weights
 
 tfd = tfp.distributions
 
@@ -58,7 +59,7 @@ def masked_mse(x, x_hat, valid_shape=None):
   return mse, num_pixels
 
 
-class HyperpriorModel(tf.keras.Model):
+class HyperpriorModel(weights.NamedWeightsMixin, tf.keras.Model):
   """Common training and coding logic. Subclasses define the hyper-latent path.
 
   Attributes:
@@ -91,47 +92,8 @@ class HyperpriorModel(tf.keras.Model):
   _PARTS = ("analysis_transform", "synthesis_transform",
             "hyper_analysis_transform", "hyper_synthesis_transform", "hyperprior")
 
-  def named_weights(self):
-    """Dict `part/layer/variable` -> tf.Variable for every model weight.
-
-    Keys are stable across processes and model families, so weights can be moved
-    between families where layers agree (`--init_from`).
-    """
-    named = {}
-    for part in self._PARTS:
-      module = getattr(self, part)
-      layers = module.layers if isinstance(module, tf.keras.Sequential) else [module]
-      for layer in layers:
-        prefix = f"{part}/{layer.name}/" if layer is not module else f"{part}/"
-        for var in layer.trainable_variables + layer.non_trainable_variables:
-          named[prefix + var.name.split(":")[0]] = var
-    if len(named) != len(self.weights):
-      raise AssertionError("Weight naming is not one-to-one.")
-    return named
-
-  def weight_arrays(self):
-    """Dict name -> numpy array of all model weights (no optimizer state)."""
-    return {key: var.numpy() for key, var in self.named_weights().items()}
-
-  def set_weight_arrays(self, arrays, partial=False):
-    """Assigns weights from `arrays`. With `partial`, skips absent/mismatched ones.
-
-    Returns the list of keys that were assigned.
-    """
-    assigned = []
-    for key, var in self.named_weights().items():
-      value = arrays.get(key)
-      if value is None or tuple(value.shape) != tuple(var.shape):
-        if partial:
-          continue
-        raise ValueError(
-            f"Checkpoint weight {key!r} is missing or has shape "
-            f"{None if value is None else value.shape}; the model expects "
-            f"{tuple(var.shape)}. Is --num_filters right for this run?")
-      var.assign(value)
-      assigned.append(key)
+  def _on_weights_loaded(self):
     self._coders = None
-    return assigned
 
   def fingerprint(self):
     """8-byte digest of the weights: files record it; decoding checks it."""

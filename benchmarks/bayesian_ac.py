@@ -1,0 +1,153 @@
+"""Rate-distortion of Bayesian AC vs. its baselines on Kodak, with one bls2017 VAE.
+
+  python benchmarks/bayesian_ac.py [--run bls2017_vae-num_filters=64-sigma2=0.001]
+
+Sweeps, for the trained run, Bayesian arithmetic coding over lambda, uniform and
+k-means quantization of the posterior means over the fitted settings, and JPEG
+(4:2:0) over quality, on every Kodak image (every point is a real file that is
+decoded again). Writes into --results_dir (default results/bayesian_ac/RUN):
+
+  bayesian_ac.csv, uniform.csv, kmeans.csv, jpeg.csv   means over images per setting
+  images/NAME.json                                     every point of one image
+  channels.json     bits per latent of each channel (per lambda) vs its mean KL
+  summary.json      the rows, BD-rates of Bayesian AC against each baseline
+  rd_psnr.png, rd_ms_ssim.png                          the curves
+
+Units: bpp from file sizes, PSNR in dB, MS-SSIM linear (plotted in dB as
+-10 log10(1 - MS-SSIM)), BD-rate in percent (negative: Bayesian AC needs fewer bits).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, ROOT)
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
+
+from tfc_inference import bayesian_ac_image as bi  # pylint: disable=g-import-not-at-top
+from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
+from tfc_inference import evaluation  # pylint: disable=g-import-not-at-top
+from tfc_inference import image_io  # pylint: disable=g-import-not-at-top
+from tfc_inference import vae  # pylint: disable=g-import-not-at-top
+
+flags.DEFINE_string("run", None,
+                    "Run to evaluate; default: the only bls2017_vae run in "
+                    "--checkpoint_dir.")
+flags.DEFINE_string("checkpoint_dir", None,
+                    "Run folder (default: shipped, or $TFC_INFERENCE_CHECKPOINTS).")
+flags.DEFINE_string("kodak", "../shared/data/kodak/*.png", "Glob of Kodak images.")
+flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images (0: all).")
+flags.DEFINE_string("results_dir", None,
+                    "Output folder; default: results/bayesian_ac/RUN.")
+flags.DEFINE_list("lambdas", None, "Bayesian AC lambdas; default: the fitted grid.")
+flags.DEFINE_list("uniform_steps", None, "Uniform steps; default: all fitted.")
+flags.DEFINE_list("kmeans_levels", None, "k-means levels; default: all fitted.")
+flags.DEFINE_list("jpeg_qualities", [str(q) for q in bi.DEFAULT_JPEG_QUALITIES],
+                  "JPEG qualities.")
+flags.DEFINE_list("methods", list(bi.ALL_METHODS), "Methods to sweep.")
+flags.DEFINE_string("published_dir",
+                    "../shared/data/published/tfc_results/kodak/PSNR_sRGB_RGB",
+                    "Folder of published PSNR curves (tfc results .txt); missing "
+                    "files are skipped.")
+flags.DEFINE_list("published", ["balle-2017-iclr.txt", "jpeg420.txt"],
+                  "Published curves drawn in the PSNR plot for reference.")
+FLAGS = flags.FLAGS
+
+
+def _numbers(values, cast=float):
+  return None if values is None else [cast(v) for v in values]
+
+
+def find_run():
+  if FLAGS.run:
+    return FLAGS.run
+  runs = [r for r in checkpoints.list_runs(FLAGS.checkpoint_dir)
+          if r.startswith(vae.PREFIX + "-")]
+  if len(runs) != 1:
+    raise app.UsageError(f"pass --run: found {len(runs)} {vae.PREFIX} runs "
+                         f"({', '.join(runs) or 'none'})")
+  return runs[0]
+
+
+def bd_rates(rows):
+  """BD-rate (%) of Bayesian AC against each other method, None if no overlap."""
+  if "bayesian_ac" not in rows:
+    return {}
+  ours = rows["bayesian_ac"]
+  result = {}
+  for method, other in rows.items():
+    if method == "bayesian_ac":
+      continue
+    try:
+      result[method] = evaluation.bd_rate(
+          [r["bpp"] for r in other], [r["psnr"] for r in other],
+          [r["bpp"] for r in ours], [r["psnr"] for r in ours])
+    except ValueError:  # too few points, or no PSNR overlap
+      result[method] = None
+  return result
+
+
+def ms_ssim_db(values):
+  values = np.minimum(np.asarray(values, float), 1. - 1e-10)
+  return -10. * np.log10(1. - values)
+
+
+def main(argv):
+  del argv
+  run = find_run()
+  codec = bi.ImageCodec.load(run, FLAGS.checkpoint_dir)
+  images = image_io.expand_inputs(FLAGS.kodak)
+  if FLAGS.max_images:
+    images = images[:FLAGS.max_images]
+  results_dir = FLAGS.results_dir or os.path.join(ROOT, "results", "bayesian_ac",
+                                                  codec.run_name)
+  os.makedirs(os.path.join(results_dir, "images"), exist_ok=True)
+  print(f"{codec.run_name}: {len(images)} images -> {results_dir}", flush=True)
+
+  def image_done(name, results):
+    checkpoints.write_json_atomic(
+        os.path.join(results_dir, "images", f"{name}.json"),
+        dict(image=name, run=codec.run_name, points=results))
+
+  sweep = bi.rate_distortion(
+      codec, images, lambdas=_numbers(FLAGS.lambdas),
+      uniform_steps=_numbers(FLAGS.uniform_steps),
+      kmeans_levels=_numbers(FLAGS.kmeans_levels, int),
+      jpeg_qualities=_numbers(FLAGS.jpeg_qualities, int), methods=FLAGS.methods,
+      print_fn=lambda m: print(m, flush=True), image_done_fn=image_done)
+  bi.write_rate_distortion(results_dir, sweep, extra=dict(run=codec.run_name))
+  rows = sweep["rows"]
+  summary = dict(run=codec.run_name, images=[name for name, _ in images],
+                 rows=rows, bd_rate_of_bayesian_ac_vs=bd_rates(rows))
+  checkpoints.write_json_atomic(os.path.join(results_dir, "summary.json"), summary)
+
+  labels = {"bayesian_ac": "Bayesian AC (one model)", "uniform": "uniform (same model)",
+            "kmeans": "k-means (same model)", "jpeg": "JPEG 4:2:0 (ours)"}
+  curves = {labels[m]: ([r["bpp"] for r in rs], [r["psnr"] for r in rs])
+            for m, rs in rows.items()}
+  for name in FLAGS.published:
+    path = os.path.join(FLAGS.published_dir, name)
+    if os.path.exists(path):
+      curves[f"published: {os.path.splitext(name)[0]}"] = evaluation.read_curve(path)
+  evaluation.plot_rd(curves, os.path.join(results_dir, "rd_psnr.png"),
+                     title=f"Kodak ({len(images)} images), {codec.run_name}")
+  evaluation.plot_rd(
+      {labels[m]: ([r["bpp"] for r in rs], ms_ssim_db([r["ms_ssim"] for r in rs]))
+       for m, rs in rows.items()},
+      os.path.join(results_dir, "rd_ms_ssim.png"),
+      ylabel="MS-SSIM (dB, -10 log10(1 - MS-SSIM))",
+      title=f"Kodak ({len(images)} images), {codec.run_name}")
+  for line in bi.format_rows(rows):
+    print(line)
+  for method, value in summary["bd_rate_of_bayesian_ac_vs"].items():
+    print(f"BD-rate of Bayesian AC vs {method}: "
+          + ("no overlap" if value is None else f"{value:+.1f}%"))
+  print(f"wrote {results_dir}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,301 @@
+"""Bayesian arithmetic coding (Yang, Bamler & Mandt, ICML 2020) with a bls2017 VAE.
+
+One VAE (Ballé et al. 2017 transforms, Gaussian posterior, N(0, 1) prior, Gaussian
+likelihood of variance --sigma2 on [0, 1] pixels) compresses at any rate: the rate
+penalty --lambda of Bayesian AC is chosen at compression time.
+
+Usage:
+  python examples/bayesian_ac.py train [--num_filters 64 --sigma2 0.001 ...]
+  python examples/bayesian_ac.py fit RUNNAME [--fit_glob GLOB ...]
+  python examples/bayesian_ac.py compress RUNNAME INPUT [OUTPUT] --lambda 0.1
+  python examples/bayesian_ac.py decompress INPUT [OUTPUT]
+  python examples/bayesian_ac.py rd RUNNAME INPUT [--lambdas 0.01,0.1,1] \\
+      [--results_dir DIR]
+
+train   trains (or resumes) run bls2017_vae-num_filters=N-sigma2=S on the NELBO,
+        then fits the coding tables (as `fit` does).
+fit     (re)fits a run's coding tables on training images: the empirical prior
+        (per-channel DeepFactorized on posterior means) and per-channel symbol
+        tables for Bayesian AC (--fit_lambdas), uniform quantization
+        (--fit_uniform_steps) and k-means quantization (--fit_kmeans_levels).
+        Refitting changes the run's fingerprint: older files no longer decode.
+compress  writes one .tfci file per input image; --quantizer uniform (--step) or
+        kmeans (--levels) use the baselines on the same latents instead.
+decompress  reads the run name from the file header and writes a PNG.
+rd      sweeps Bayesian AC (--lambdas), uniform (--uniform_steps), k-means
+        (--kmeans_levels) and JPEG (--jpeg_qualities) on INPUT; with
+        --results_dir it writes images/NAME.json per image, bayesian_ac.csv,
+        uniform.csv, kmeans.csv, jpeg.csv (means over images) and channels.json
+        (bits per latent of each channel against its mean KL).
+
+RUNNAME is a run directory name in --checkpoint_dir (or $TFC_INFERENCE_CHECKPOINTS)
+or a path to one. INPUT is an image file, a glob, or a .npy batch of uint8 images.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags  # pylint: disable=g-import-not-at-top
+
+from tfc_inference import bayesian_ac_image as bi  # pylint: disable=g-import-not-at-top
+from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
+from tfc_inference import cli  # pylint: disable=g-import-not-at-top
+from tfc_inference import file_format  # pylint: disable=g-import-not-at-top
+from tfc_inference import image_io  # pylint: disable=g-import-not-at-top
+from tfc_inference import vae  # pylint: disable=g-import-not-at-top
+
+FLAGS = flags.FLAGS
+FILE_SUFFIX = ".tfci"
+
+cli.define_coding_flags()
+flags.adopt_module_key_flags(cli)
+
+# -- training
+flags.DEFINE_integer("num_filters", 64,
+                     "N: channels of every layer and of the latents (paper: 128+).")
+flags.DEFINE_float("sigma2", vae.DEFAULT_SIGMA2,
+                   "Variance of the Gaussian likelihood on [0, 1] pixels (paper: "
+                   "0.001); smaller values weigh distortion more.")
+flags.DEFINE_string("train_glob", "../shared/data/train/*",
+                    "Glob of training images (PNG/JPEG).")
+flags.DEFINE_integer("batchsize", 8, "Training batch size.")
+flags.DEFINE_integer("patchsize", 256, "Size of random square training crops.")
+flags.DEFINE_integer("last_step", 100000,
+                     "Train until this step (resuming counts earlier steps).")
+flags.DEFINE_float("lr", 1e-4,
+                   "Adam learning rate; divided by 10 for the last 20% of steps.")
+flags.DEFINE_string("init_from", None,
+                    "Run whose weights initialize a new run where names and shapes "
+                    "agree.")
+flags.DEFINE_string("run_name", None,
+                    "Run directory name; default: bls2017_vae-num_filters=N-sigma2=S.")
+flags.DEFINE_integer("log_every", 100, "Print/log training progress every N steps.")
+flags.DEFINE_integer("save_every", 500, "Write a resumable checkpoint every N steps.")
+
+# -- fitting the coding tables
+flags.DEFINE_string("fit_glob", None,
+                    "Images to fit the coding tables on; default: --train_glob.")
+flags.DEFINE_integer("fit_images", 0,
+                     "Use at most this many (seeded random) fit images; 0: all.")
+flags.DEFINE_list("fit_lambdas", [f"{v:g}" for v in bi.DEFAULT_LAMBDAS],
+                  "Lambdas that get Bayesian AC symbol tables (others use the "
+                  "nearest, in log).")
+flags.DEFINE_list("fit_uniform_steps", [f"{v:g}" for v in bi.DEFAULT_UNIFORM_STEPS],
+                  "Step sizes of the uniform-quantization baseline (latent units).")
+flags.DEFINE_list("fit_kmeans_levels", [str(v) for v in bi.DEFAULT_KMEANS_LEVELS],
+                  "Per-channel grid sizes K of the k-means baseline.")
+flags.DEFINE_integer("prior_steps", 1000,
+                     "Adam steps of the empirical prior's maximum-likelihood fit.")
+flags.DEFINE_integer("fit_positions", 32768,
+                     "Latent positions (random) used for symbol tables / k-means.")
+
+# -- coding
+flags.DEFINE_float("lambda", None,
+                   "compress: Bayesian AC rate penalty per bit (larger: smaller "
+                   "files). Required with --quantizer bayesian_ac.")
+flags.DEFINE_enum("quantizer", "bayesian_ac", list(bi.QUANTIZERS),
+                  "compress: bayesian_ac, or a baseline on the same latents.")
+flags.DEFINE_float("step", None, "compress --quantizer uniform: the step size "
+                   "(one of the run's fitted steps).")
+flags.DEFINE_integer("levels", None, "compress --quantizer kmeans: levels K (one of "
+                     "the run's fitted values).")
+
+# -- rd
+flags.DEFINE_list("lambdas", None, "rd: Bayesian AC lambdas; default: the fitted grid.")
+flags.DEFINE_list("uniform_steps", None,
+                  "rd: uniform step sizes (fitted ones); default: all fitted.")
+flags.DEFINE_list("kmeans_levels", None,
+                  "rd: k-means levels (fitted ones); default: all fitted.")
+flags.DEFINE_list("jpeg_qualities", [str(q) for q in bi.DEFAULT_JPEG_QUALITIES],
+                  "rd: JPEG qualities (chroma 4:2:0).")
+flags.DEFINE_list("methods", list(bi.ALL_METHODS), "rd: methods to sweep.")
+
+
+def _numbers(name, cast=float):
+  values = FLAGS[name].value
+  if values is None:
+    return None
+  try:
+    return [cast(v) for v in values]
+  except ValueError:
+    raise ValueError(f"--{name}: expected a comma-separated list of numbers, got "
+                     f"{','.join(values)!r}") from None
+
+
+def _fit_kwargs():
+  return dict(lambdas=_numbers("fit_lambdas"),
+              uniform_steps=_numbers("fit_uniform_steps"),
+              kmeans_levels=_numbers("fit_kmeans_levels", int),
+              prior_steps=FLAGS.prior_steps, max_rows=FLAGS.fit_positions,
+              seed=FLAGS.seed)
+
+
+def _fit(model, path, config):
+  images = [image for _, image in bi.read_images(
+      FLAGS.fit_glob or FLAGS.train_glob, FLAGS.fit_images or None, FLAGS.seed)]
+  bi.fit_run(model, path, images, config, print_fn=cli.say, **_fit_kwargs())
+  cli.say(f"coding tables written to {os.path.join(path, checkpoints.WEIGHTS_FILE)}")
+
+
+def train():
+  """`train`: trains (or resumes) a run, then fits its coding tables."""
+  from tfc_inference import training  # pylint: disable=import-outside-toplevel
+  training.seed_everything(FLAGS.seed)
+  name = FLAGS.run_name or vae.run_name(FLAGS.num_filters, FLAGS.sigma2)
+  path = os.path.join(cli.checkpoint_dir(), name)
+  _fit_kwargs()  # bad fit flags fail now, not after hours of training
+  dataset, num_files = training.make_dataset(
+      FLAGS.train_glob, FLAGS.patchsize, FLAGS.batchsize, FLAGS.seed)
+  os.makedirs(path, exist_ok=True)
+  config = (checkpoints.read_config(path)
+            if os.path.exists(os.path.join(path, checkpoints.CONFIG_FILE)) else {})
+  if config and (config.get("model") != vae.PREFIX
+                 or config.get("num_filters") != FLAGS.num_filters):
+    raise checkpoints.CheckpointError(
+        f"{path} holds a {config.get('model')} run with num_filters="
+        f"{config.get('num_filters')}; pick another --run_name")
+  config.update(
+      model=vae.PREFIX, model_class=vae.BLS2017VAE.__name__,
+      num_filters=FLAGS.num_filters, sigma2=FLAGS.sigma2, last_step=FLAGS.last_step,
+      batchsize=FLAGS.batchsize, patchsize=FLAGS.patchsize,
+      loss="NELBO: KL(q(y|x) || N(0, 1)) + ||x - g(y)||^2 / (2 sigma2), "
+           "pixels in [0, 1], y ~ q(y|x) reparameterized",
+      lr_schedule=f"Adam, lr {FLAGS.lr:g} until step {int(0.8 * FLAGS.last_step)}, "
+                  f"then {FLAGS.lr / 10:g}",
+      train_data=f"{FLAGS.train_glob} ({num_files} images), random "
+                 f"{FLAGS.patchsize}x{FLAGS.patchsize} crops", seed=FLAGS.seed)
+  init_arrays = None
+  if FLAGS.init_from:
+    init_path = checkpoints.run_dir(FLAGS.init_from, cli.checkpoint_dir())
+    init_arrays, _ = checkpoints.load_arrays(init_path)
+    config.setdefault("init_from", os.path.basename(os.path.normpath(init_path)))
+  model = vae.BLS2017VAE(num_filters=FLAGS.num_filters, sigma2=FLAGS.sigma2)
+  model.build_all()
+  print(f"training {name} in {path}", flush=True)
+  training.train(model, path, dataset, FLAGS.last_step, FLAGS.lr, config=config,
+                 init_arrays=init_arrays, log_every=FLAGS.log_every,
+                 save_every=FLAGS.save_every)
+  if config.get("steps", 0) < FLAGS.last_step:
+    cli.warn("training stopped before --last_step; coding tables not fitted (run "
+             "train again to resume, or `fit RUNNAME`)")
+    return
+  _fit(model, path, config)
+
+
+def fit(run):
+  """`fit RUNNAME`: (re)fits the coding tables of a trained run."""
+  model, _, config, run_name = vae.load_run(run, cli.checkpoint_dir())
+  path = checkpoints.run_dir(run, cli.checkpoint_dir())
+  cli.say(f"fitting the coding tables of {run_name}")
+  _fit(model, path, config)
+
+
+def _setting():
+  quantizer = FLAGS.quantizer
+  flag = {"bayesian_ac": "lambda", "uniform": "step", "kmeans": "levels"}[quantizer]
+  value = FLAGS[flag].value
+  if value is None:
+    raise ValueError(f"compress --quantizer {quantizer} needs --{flag}")
+  return quantizer, float(value)
+
+
+def compress(run, input_spec, output=None):
+  """`compress RUNNAME INPUT [OUTPUT]`."""
+  quantizer, setting = _setting()
+  codec = bi.ImageCodec.load(run, cli.checkpoint_dir())
+  codec.table_index(quantizer, setting)  # a bad setting fails before any work
+  inputs = image_io.expand_inputs(input_spec, warn=cli.warn)
+  outputs = cli.output_paths(inputs, output, FILE_SUFFIX)
+  for path in outputs:
+    cli.check_writable(path)
+  for (name, image), path in zip(inputs, outputs):
+    data, result, _ = codec.compress(image, quantizer, setting, name=name)
+    cli.write_bytes(path, data)
+    cli.write_result_json(name, result)
+    cli.say(cli.format_result(name, result)
+            + f"  {bi.PARAMETER_NAMES[quantizer]} {setting:g}  -> {path}")
+
+
+def decompress(input_path, output=None):
+  """`decompress INPUT [OUTPUT]`: the run comes from the file header."""
+  compressed = file_format.read_file(input_path)
+  if compressed.method != bi.METHOD:
+    raise file_format.FormatError(
+        f"{input_path}: a {compressed.method!r} file; decode it with that "
+        "method's binary")
+  codec = bi.ImageCodec.load(compressed.run_name, cli.checkpoint_dir())
+  if output is None:
+    stem = (input_path[:-len(FILE_SUFFIX)] if input_path.endswith(FILE_SUFFIX)
+            else input_path)
+    output = stem + ".png"
+  cli.check_writable(output)
+  quantizer, setting, values = codec.decode_latents(compressed)
+  image = codec.reconstruct(values, compressed.image_shape)
+  image_io.write_png(output, image)
+  cli.say(f"{input_path} ({quantizer} {bi.PARAMETER_NAMES[quantizer]} {setting:g}, "
+          f"run {codec.run_name}) -> {output} [{image.shape[1]}x{image.shape[0]}]")
+
+
+def rd(run, input_spec):
+  """`rd RUNNAME INPUT`: R-D sweep of every method with the one model."""
+  codec = bi.ImageCodec.load(run, cli.checkpoint_dir())
+  inputs = image_io.expand_inputs(input_spec, warn=cli.warn)
+  methods = list(FLAGS.methods)
+
+  def image_done(name, results):
+    if FLAGS.results_dir:
+      directory = os.path.join(FLAGS.results_dir, "images")
+      os.makedirs(directory, exist_ok=True)
+      checkpoints.write_json_atomic(os.path.join(directory, f"{name}.json"),
+                                    dict(image=name, run=codec.run_name,
+                                         points=results))
+
+  sweep = bi.rate_distortion(
+      codec, inputs, lambdas=_numbers("lambdas"),
+      uniform_steps=_numbers("uniform_steps"),
+      kmeans_levels=_numbers("kmeans_levels", int),
+      jpeg_qualities=_numbers("jpeg_qualities", int), methods=methods,
+      print_fn=cli.say, image_done_fn=image_done)
+  for line in bi.format_rows(sweep["rows"]):
+    cli.say(line)
+  report = sweep["channels"]
+  if report is not None:
+    collapsed = report["collapsed_channels"]
+    worst = max((max(report["channels"][i]["bits_per_latent"])
+                 for i, ch in enumerate(report["channels"]) if ch["collapsed"]),
+                default=None)
+    cli.say(f"{len(collapsed)}/{codec.num_channels} channels collapsed (mean KL < "
+            f"{bi.COLLAPSED_KL_BITS:g} bits/latent)"
+            + ("" if worst is None else
+               f"; they cost at most {worst:.4f} bits/latent"))
+  if FLAGS.results_dir:
+    paths = bi.write_rate_distortion(FLAGS.results_dir, sweep,
+                                     extra=dict(run=codec.run_name))
+    cli.say("wrote " + ", ".join(sorted(paths.values())))
+
+
+def main(argv):
+  def guarded(handler):
+    def run(*args):
+      try:
+        handler(*args)
+      except (ValueError, bi.CodingError) as error:
+        cli.fail(str(error).strip().splitlines()[0] if str(error).strip()
+                 else type(error).__name__)
+    return run
+
+  cli.run_subcommands(argv, {
+      "train": (guarded(train), 0, 0),
+      "fit": (guarded(fit), 1, 1),
+      "compress": (guarded(compress), 2, 3),
+      "decompress": (guarded(decompress), 1, 2),
+      "rd": (guarded(rd), 2, 2),
+  }, __doc__)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,195 @@
+"""Evaluation suite: rate-distortion curves of every method, real files throughout.
+
+Usage:
+  python examples/evaluate.py run --method M --images GLOB --results_dir DIR
+      [--runs PATTERN --sga_its N --bbvi_its N --crop HxW --batch_images K
+       --checkpoint_dir D --jpeg_qualities 10,50,90 --shard_index i --num_shards n]
+  python examples/evaluate.py summarize --results_dir DIR [--method M,...]
+  python examples/evaluate.py bd_rate A.csv B.csv
+  python examples/evaluate.py plot --csv A.csv --csv B.csv ... --out DIR
+      [--reference A.csv]
+
+run: codes every image with method M (comma-separated: several methods in turn)
+for every run whose name matches the glob --runs (default: the method's family,
+e.g. 'mbt2018-*'). Each (run, image) item writes a real file, decodes it and
+stores DIR/M/RUN/IMAGE.json (bpp from the file size; bits-back methods: bpp is
+the net rate after bits back, file_bpp the file's). Finished items are
+skipped, so an interrupted run resumes. Then DIR/M.csv gets one row per lambda
+(means over images) with columns lmbda,bpp,est_bpp,psnr,ms_ssim,
+encode_seconds,decode_seconds. For jpeg the lambda column holds the quality.
+
+Parallel shards: start the same command N times with --num_shards N and
+--shard_index 0..N-1 (same DIR, or different DIRs merged later); item k of the
+ordered (run, image) list belongs to shard k mod N. Afterwards
+`summarize --results_dir DIR` merges all per-image JSON into the CSVs.
+
+bd_rate: BD-rate (%) and BD-PSNR (dB) of curve B relative to curve A; our CSVs
+or headerless `bpp, psnr` CSVs (e.g. the paper's published curves).
+
+plot: DIR/rd_psnr.png, DIR/rd_ms_ssim.png (CSVs with an ms_ssim column) and
+DIR/savings_psnr.png (rate savings vs PSNR relative to --reference, default the
+first --csv).
+
+Methods:
+{methods}
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags  # pylint: disable=g-import-not-at-top
+
+from tfc_inference import runner  # pylint: disable=g-import-not-at-top
+
+if "run" in sys.argv[1:]:
+  # TensorFlow must be imported before absl parses the flags: imported later
+  # (inside app.run), Keras puts extra name scopes into variable names and the
+  # checkpoints' weight keys no longer match. bd_rate, plot, summarize and
+  # --help do not need TensorFlow and start without it.
+  import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+
+__doc__ = __doc__.format(methods=runner.methods_help())  # pylint: disable=redefined-builtin
+
+flags.DEFINE_list(
+    "method", None,
+    f"run: method(s) to evaluate, comma-separated; one of {', '.join(runner.METHODS)}. "
+    "summarize: only these methods (default: every method in --results_dir).")
+flags.DEFINE_string(
+    "runs", None,
+    "run: glob (fnmatch) over run names in --checkpoint_dir, e.g. "
+    "'mbt2018-num_filters=64-*'; only runs of the method's model families are "
+    "used. Default: the method's family ('mbt2018-*' for mbt2018 and the "
+    "iterative methods, 'mbt2018_bb-*' for bits-back, 'bmshj2018-*'). Ignored "
+    "by jpeg.")
+flags.DEFINE_string("images", "../shared/data/kodak/*.png",
+                    "run: image file or glob; results are stored by file stem.")
+flags.DEFINE_string(
+    "results_dir", None,
+    "run, summarize: folder of per-image JSON (METHOD/RUN/IMAGE.json) and of "
+    "the per-method CSVs (METHOD.csv). Required.")
+flags.DEFINE_string(
+    "checkpoint_dir", None,
+    "run: folder of run directories. Default: the shipped checkpoints/ (or "
+    "$TFC_INFERENCE_CHECKPOINTS).")
+flags.DEFINE_integer(
+    "sga_its", 2000,
+    "run: iterations of iterative inference (sga, map, ste, unoise, danneal) "
+    "and of the joint SGA + BBVI optimization (bb_sga).")
+flags.DEFINE_integer(
+    "bbvi_its", 2000,
+    "run: iterations of reproducible BBVI over q(z|y) (bb_sga, bb_no_sga); the "
+    "decoder repeats them.")
+flags.DEFINE_integer("eval_every", 10,
+                     "run: true-loss evaluation interval of iterative inference.")
+flags.DEFINE_string("crop", None,
+                    "run: optional HxW center crop of every image, e.g. 256x256 "
+                    "(recorded in the JSON).")
+flags.DEFINE_integer(
+    "batch_images", 4,
+    "run: same-sized images optimized jointly by iterative methods and bb_sga.")
+flags.DEFINE_list(
+    "jpeg_qualities", [str(q) for q in runner.DEFAULT_JPEG_QUALITIES],
+    "run --method jpeg: JPEG qualities (0-100), one CSV row each.")
+flags.DEFINE_integer("seed", 0,
+                     "run: seed of SGA, BBVI and the bits-back side information.")
+flags.DEFINE_integer(
+    "progress_every", 0,
+    "run: also print iterative-inference progress every N iterations (0: only "
+    "the per-item progress bar).")
+flags.DEFINE_integer("shard_index", 0,
+                     "run: which shard this process computes, 0..num_shards-1.")
+flags.DEFINE_integer(
+    "num_shards", 1,
+    "run: split the (run, image) items into this many shards; item k goes to "
+    "shard k mod num_shards.")
+flags.DEFINE_multi_string(
+    "csv", [], "plot: an R-D CSV to draw (repeat the flag for several curves).")
+flags.DEFINE_string("out", None, "plot: output folder of the PNG figures.")
+flags.DEFINE_string(
+    "reference", None,
+    "plot: the curve the savings figure and BD-rates are relative to "
+    "(default: the first --csv).")
+
+FLAGS = flags.FLAGS
+
+
+def _results_dir():
+  if not FLAGS.results_dir:
+    raise runner.UserError("--results_dir is required")
+  return FLAGS.results_dir
+
+
+def _options():
+  try:
+    qualities = [int(q) for q in FLAGS.jpeg_qualities]
+  except ValueError:
+    raise runner.UserError("--jpeg_qualities must be integers, got "
+                           f"{','.join(FLAGS.jpeg_qualities)}") from None
+  return runner.Options(
+      sga_its=FLAGS.sga_its, bbvi_its=FLAGS.bbvi_its,
+      eval_every=FLAGS.eval_every, batch_images=FLAGS.batch_images,
+      seed=FLAGS.seed, crop=runner.parse_crop(FLAGS.crop),
+      jpeg_qualities=qualities, checkpoint_dir=FLAGS.checkpoint_dir,
+      progress_every=FLAGS.progress_every)
+
+
+def run_command():
+  if not FLAGS.method:
+    raise runner.UserError("run needs --method")
+  results_dir, options = _results_dir(), _options()
+  for method in FLAGS.method:
+    runner.get_method(method)
+  for method in FLAGS.method:
+    runner.run_method(method, results_dir, FLAGS.images, FLAGS.runs, options,
+                      FLAGS.shard_index, FLAGS.num_shards)
+
+
+def summarize_command():
+  runner.summarize(_results_dir(), FLAGS.method or None)
+
+
+def plot_command():
+  if not FLAGS.out:
+    raise runner.UserError("plot needs --out DIR")
+  runner.plot_command(FLAGS.csv, FLAGS.out, FLAGS.reference)
+
+
+SUBCOMMANDS = {
+    "run": (run_command, 0),
+    "summarize": (summarize_command, 0),
+    "bd_rate": (runner.bd_rate_command, 2),
+    "plot": (plot_command, 0),
+}
+
+
+def fail(message):
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(1)
+
+
+def main(argv):
+  args = argv[1:]
+  if not args or args[0] not in SUBCOMMANDS:
+    fail(f"expected a subcommand ({', '.join(SUBCOMMANDS)}); see --help")
+  handler, num_args = SUBCOMMANDS[args[0]]
+  if len(args) - 1 != num_args:
+    fail(f"{args[0]}: expected {num_args} argument(s), got {len(args) - 1}; "
+         "see --help")
+  try:
+    handler(*args[1:])
+  except runner.UserError as error:
+    fail(str(error))
+  except ValueError as error:
+    # The library's input errors (unreadable images, missing or unloadable
+    # runs, corrupted files) are ValueError subclasses with one-line messages.
+    if type(error).__module__.startswith("tfc_inference"):
+      fail(str(error))
+    raise
+
+
+if __name__ == "__main__":
+  app.run(main)

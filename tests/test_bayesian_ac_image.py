@@ -1,0 +1,277 @@
+"""Bayesian AC of images with the bls2017 VAE, its baselines, and its binary."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfc_inference import bayesian_ac
+from tfc_inference import bayesian_ac_image as bi
+from tfc_inference import checkpoints
+from tfc_inference import file_format
+from tfc_inference import image_io
+from tfc_inference import synthetic
+from tfc_inference import training
+from tfc_inference import vae
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_FILTERS = 8
+TRAIN_STEPS = 40
+LAMBDAS = (0.003, 0.03, 0.3, 3.)
+FIT = dict(lambdas=LAMBDAS, uniform_steps=(0.05, 0.2), kmeans_levels=(2, 4),
+           prior_steps=150, max_rows=20000)
+
+
+def train_images():
+  return synthetic.image_batch(12, 96, 96, seed=100)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  """(checkpoint dir, run name): a tiny VAE trained by `training.train`, fitted."""
+  root = str(tmp_path_factory.mktemp("bac_checkpoints"))
+  name = vae.run_name(NUM_FILTERS)
+  path = os.path.join(root, name)
+  tf.random.set_seed(0)
+  images = tf.constant(train_images(), tf.float32)
+  dataset = tf.data.Dataset.from_tensors(images).repeat().map(
+      lambda x: tf.image.random_crop(x, (4, 64, 64, 3), seed=1))
+  model = vae.BLS2017VAE(num_filters=NUM_FILTERS)
+  model.build_all()
+  config = dict(model=vae.PREFIX, num_filters=NUM_FILTERS, sigma2=model.sigma2)
+  training.train(model, path, dataset, TRAIN_STEPS, 1e-3, config=config,
+                 log_every=TRAIN_STEPS, save_every=10 ** 6, print_fn=lambda m: None)
+  assert config["steps"] == TRAIN_STEPS
+  bi.fit_run(model, path, list(train_images()), config, **FIT)
+  return root, name
+
+
+@pytest.fixture(scope="module")
+def codec(run):
+  return bi.ImageCodec.load(run[1], run[0])
+
+
+@pytest.fixture
+def image():
+  return synthetic.test_image(70, 100, seed=7)
+
+
+def test_vae_weights_are_keyed_stably_and_round_trip(run):
+  model, tables, config, name = vae.load_run(run[1], run[0])
+  assert name == run[1] and config["model"] == vae.PREFIX
+  other = vae.BLS2017VAE(num_filters=NUM_FILTERS)
+  other.build_all()
+  assert sorted(other.named_weights()) == sorted(model.named_weights())
+  assert all(k.startswith(("analysis_transform/", "synthesis_transform/"))
+             for k in model.named_weights())
+  other.set_weight_arrays(model.weight_arrays())
+  x = tf.constant(synthetic.image_batch(1, 32, 48, seed=1), tf.float32)
+  np.testing.assert_array_equal(other.posterior(x)[0], model.posterior(x)[0])
+  terms = model.relaxed_rd(x, training=False)
+  assert set(terms) == {"loss", "bpp", "mse"}
+  assert float(terms["loss"]) > float(terms["bpp"]) > 0
+  # The fingerprint covers the coding tables too.
+  changed = dict(tables, **{"uniform/settings": tables["uniform/settings"] * 2})
+  assert (vae.fingerprint(model.weight_arrays(), tables)
+          != vae.fingerprint(model.weight_arrays(), changed))
+
+
+def test_tabulated_prior_matches_the_fitted_deep_factorized(codec, run):
+  _, tables = checkpoints.load_arrays(os.path.join(*run))
+  density = bi.deep_factorized_from_arrays(tables, NUM_FILTERS)
+  prior = codec.tables.prior
+  x = np.random.default_rng(0).normal(0., 1., [500, NUM_FILTERS])
+  np.testing.assert_allclose(prior.cdf(x), density.cdf(x).numpy(), atol=1e-5)
+  xi = np.random.default_rng(1).uniform(1e-6, 1 - 1e-6, [500, NUM_FILTERS])
+  np.testing.assert_allclose(prior.cdf(prior.quantile(xi)), xi, rtol=1e-9)
+  assert np.all(np.diff(prior.quantile(np.sort(xi, axis=0)), axis=0) >= 0)
+
+
+def test_bayesian_ac_round_trip_is_exact(codec, image):
+  for lmbda in LAMBDAS + (0.05,):  # 0.05 is off the fitted grid
+    data, result, quantized = codec.compress(image, "bayesian_ac", lmbda)
+    decoded, info = codec.decode(data)
+    np.testing.assert_array_equal(info["values"], quantized.values)
+    # The decoded image is the encoder's reconstruction from its code points.
+    np.testing.assert_array_equal(
+        decoded, codec.reconstruct(quantized.values, image.shape))
+    assert decoded.shape == image.shape and decoded.dtype == np.uint8
+    assert info["quantizer"] == "bayesian_ac" and info["setting"] == lmbda
+    assert result["bpp"] == pytest.approx(8 * len(data) / (70 * 100))
+    assert result["psnr"] == pytest.approx(
+        10 * np.log10(255 ** 2 / np.mean((decoded - image.astype(float)) ** 2)))
+  assert codec.table_index("bayesian_ac", 0.05) == LAMBDAS.index(0.03)
+
+
+def test_bayesian_ac_code_points_are_algorithm_1(codec, image):
+  posterior = codec.analyze(image)
+  quantized = codec.quantize(posterior, "bayesian_ac", 0.03)
+  quantile_fn, cdf_fn = codec.tables.prior.functions()
+  expected = bayesian_ac.encode(posterior.mu, posterior.sigma, quantile_fn, cdf_fn,
+                                0.03, max_bits=bi.MAX_BITS)
+  np.testing.assert_array_equal(quantized.symbols, expected.symbols)
+  np.testing.assert_array_equal(quantized.values, expected.values)
+
+
+def test_rate_decreases_and_distortion_increases_with_lambda(codec):
+  image = synthetic.test_image(96, 128, seed=11)
+  posterior = codec.analyze(image)
+  coded = [codec.compress(image, "bayesian_ac", lmbda, posterior=posterior)
+           for lmbda in LAMBDAS]
+  results = [result for _, result, _ in coded]
+  bpp = [r["bpp"] for r in results]
+  est = [r["est_bpp"] for r in results]
+  bits = [r["code_point_bits_per_latent"] for r in results]
+  assert np.all(np.diff(est) < 0), est
+  assert np.all(np.diff(bits) < 0), bits
+  assert np.all(np.diff(bpp) <= 0) and bpp[0] > bpp[-1], bpp
+  # Distortion in the latent space, weighted by the posterior precision (what
+  # Algorithm 1 trades against bits; the barely trained decoder's MSE need not
+  # follow it).
+  distortion = [np.sum((q.values - posterior.mu) ** 2 / posterior.sigma ** 2)
+                for _, _, q in coded]
+  assert np.all(np.diff(distortion) > 0), distortion
+
+
+@pytest.mark.parametrize("quantizer,settings", [("uniform", (0.05, 0.2)),
+                                                ("kmeans", (2, 4))])
+def test_baselines_round_trip(codec, image, quantizer, settings):
+  posterior = codec.analyze(image)
+  rates = []
+  for setting in settings:
+    data, result, quantized = codec.compress(image, quantizer, setting,
+                                             posterior=posterior)
+    decoded, info = codec.decode(data)
+    assert info["quantizer"] == quantizer
+    np.testing.assert_array_equal(info["values"], quantized.values)
+    np.testing.assert_array_equal(
+        decoded, codec.reconstruct(quantized.values, image.shape))
+    rates.append(result["est_bpp"])
+    if quantizer == "uniform":
+      np.testing.assert_allclose(quantized.values,
+                                 setting * np.round(posterior.mu / setting))
+    else:
+      centers = codec.tables.kmeans_centers[codec.table_index(quantizer, setting)]
+      for c in range(NUM_FILTERS):
+        grid = centers[c][~np.isnan(centers[c])]
+        assert len(grid) == setting
+        nearest = grid[np.argmin(np.abs(posterior.mu[..., c, None] - grid), -1)]
+        np.testing.assert_array_equal(quantized.values[..., c], nearest)
+  # Finer uniform steps / more k-means levels cost more bits.
+  assert (rates[0] > rates[1]) == (quantizer == "uniform"), rates
+  with pytest.raises(ValueError, match="coding tables only for"):
+    codec.table_index(quantizer, 3.)
+
+
+def test_kmeans_1d_and_zigzag():
+  samples = np.concatenate([np.full(100, -1.), np.full(50, 2.), np.full(10, 7.)])
+  np.testing.assert_allclose(bi.kmeans_1d(samples, 3), [-1., 2., 7.])
+  indices = np.arange(-5, 6)
+  symbols = bi.zigzag(indices)
+  assert symbols.min() == 1 and len(np.unique(symbols)) == len(indices)
+  np.testing.assert_array_equal(bi.unzigzag(symbols), indices)
+
+
+def test_collapsed_channel_costs_about_zero_bits(run):
+  model, _, _, name = vae.load_run(run[1], run[0])
+  mus, sigmas = bi.posteriors(model, list(train_images()))
+  collapsed = 3
+
+  def collapse(mu, sigma):
+    mu, sigma = mu.copy(), sigma.copy()
+    mu[..., collapsed], sigma[..., collapsed] = 0., 1.
+    return mu, sigma
+
+  pairs = [collapse(m, s) for m, s in zip(mus, sigmas)]
+  arrays, _ = bi.fit_coding_tables([p[0] for p in pairs], [p[1] for p in pairs],
+                                   **FIT)
+  codec = bi.ImageCodec(model, arrays, name)
+  image = synthetic.test_image(96, 128, seed=5)
+  posterior = codec.analyze(image)
+  posterior.mu, posterior.sigma = collapse(posterior.mu, posterior.sigma)
+  latents = posterior.mu.shape[0] * posterior.mu.shape[1]
+  assert np.all(posterior.kl_bits()[..., collapsed] == 0.)
+  for lmbda in LAMBDAS:
+    quantized = codec.quantize(posterior, "bayesian_ac", lmbda)
+    np.testing.assert_array_equal(quantized.symbols[..., collapsed], 1)
+    bits = bi.channel_bits(quantized.symbols,
+                           codec.distributions("bayesian_ac",
+                                               quantized.table_index)) / latents
+    assert bits[collapsed] < 0.01, bits
+    if lmbda == LAMBDAS[0]:
+      assert np.all(np.delete(bits, collapsed) > 0.1), bits
+    decoded = codec.decode(codec.encode(posterior, quantized))[1]["values"]
+    np.testing.assert_array_equal(decoded, quantized.values)
+
+
+def test_rate_distortion_sweep_writes_csvs_and_channel_report(codec, tmp_path):
+  images = [("a", synthetic.test_image(64, 80, seed=3)),
+            ("b", synthetic.test_image(48, 64, seed=4))]
+  sweep = bi.rate_distortion(codec, images, lambdas=[0.01, 1.],
+                             jpeg_qualities=[20, 80])
+  assert len(sweep["results"]) == 2 * (2 + 2 + 2 + 2)
+  paths = bi.write_rate_distortion(str(tmp_path), sweep)
+  for method, column in bi.PARAMETER_NAMES.items():
+    with open(paths[method]) as f:
+      header = f.readline().strip().split(",")
+      rows = f.read().strip().splitlines()
+    assert header[:4] == [column, "bpp", "psnr", "ms_ssim"] and len(rows) == 2
+  jpeg = sweep["rows"]["jpeg"]
+  assert jpeg[0]["bpp"] < jpeg[1]["bpp"] and jpeg[0]["psnr"] < jpeg[1]["psnr"]
+  with open(paths["channels"]) as f:
+    report = json.load(f)
+  assert len(report["channels"]) == NUM_FILTERS and report["lambdas"] == [0.01, 1.]
+  for channel in report["channels"]:
+    assert len(channel["bits_per_latent"]) == 2
+    assert channel["bits_per_latent"][0] >= channel["bits_per_latent"][1]
+  # Per-channel ideal bits add up to the est_bpp of the sweep.
+  total = sum(ch["bits_per_latent"][0] for ch in report["channels"])
+  latents = report["latents_per_channel"]
+  est = [r for r in sweep["results"] if r["method"] == "bayesian_ac"
+         and r["setting"] == 0.01]
+  pixels = sum(r["height"] * r["width"] for r in est)
+  assert total * latents / pixels == pytest.approx(
+      sum(r["est_bpp"] * r["height"] * r["width"] for r in est) / pixels)
+
+
+def binary(*args, checkpoint_dir):
+  env = dict(os.environ, TFC_INFERENCE_CHECKPOINTS=checkpoint_dir)
+  return subprocess.run(
+      [sys.executable, os.path.join(ROOT, "examples", "bayesian_ac.py"), *args],
+      capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_compress_decompress_in_separate_processes(run, tmp_path):
+  root, name = run
+  image = synthetic.test_image(70, 90, seed=21)
+  source = tmp_path / "in.png"
+  source.write_bytes(tf.io.encode_png(image).numpy())
+  compressed, decoded = tmp_path / "in.tfci", tmp_path / "out.png"
+  results = tmp_path / "results"
+  args = ["compress", name, str(source), str(compressed), "--lambda=0.1",
+          f"--results_dir={results}"]
+  done = binary(*args, checkpoint_dir=root)
+  assert done.returncode == 0, done.stderr
+  with open(results / "in.json") as f:
+    result = json.load(f)
+  assert result["bpp"] == pytest.approx(8 * os.path.getsize(compressed) / (70 * 90))
+  assert result["lmbda"] == 0.1 and result["method"] == "bayesian_ac"
+  header = file_format.read_file(str(compressed))
+  assert header.method == "bayesian_ac" and header.run_name == name
+  done = binary("decompress", str(compressed), str(decoded), checkpoint_dir=root)
+  assert done.returncode == 0, done.stderr
+  reconstruction = image_io.read_image(str(decoded))
+  assert reconstruction.shape == image.shape
+  psnr = 10 * np.log10(255 ** 2 / np.mean(
+      (reconstruction.astype(float) - image.astype(float)) ** 2))
+  assert psnr == pytest.approx(result["psnr"], abs=1e-9)
+  # The file decodes in this process to the same image.
+  codec = bi.ImageCodec.load(name, root)
+  np.testing.assert_array_equal(codec.decode(compressed.read_bytes())[0],
+                                reconstruction)
+  again = binary(*args, checkpoint_dir=root)
+  assert again.returncode != 0 and "--overwrite" in again.stderr
