@@ -44,6 +44,7 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 from tfc_inference import bayesian_ac_image as bi  # pylint: disable=g-import-not-at-top
 from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
 from tfc_inference import cli  # pylint: disable=g-import-not-at-top
+from tfc_inference import commands  # pylint: disable=g-import-not-at-top
 from tfc_inference import file_format  # pylint: disable=g-import-not-at-top
 from tfc_inference import image_io  # pylint: disable=g-import-not-at-top
 from tfc_inference import vae  # pylint: disable=g-import-not-at-top
@@ -52,29 +53,13 @@ FLAGS = flags.FLAGS
 FILE_SUFFIX = ".tfci"
 
 cli.define_coding_flags()
-flags.adopt_module_key_flags(cli)
-
 # -- training
-flags.DEFINE_integer("num_filters", 64,
-                     "N: channels of every layer and of the latents (paper: 128+).")
+cli.define_train_flags(vae.PREFIX, with_lambda=False, run_name_help=(
+    "Run directory name; default: bls2017_vae-num_filters=N-sigma2=S."))
+flags.adopt_module_key_flags(cli)
 flags.DEFINE_float("sigma2", vae.DEFAULT_SIGMA2,
                    "Variance of the Gaussian likelihood on [0, 1] pixels (paper: "
                    "0.001); smaller values weigh distortion more.")
-flags.DEFINE_string("train_glob", "../shared/data/train/*",
-                    "Glob of training images (PNG/JPEG).")
-flags.DEFINE_integer("batchsize", 8, "Training batch size.")
-flags.DEFINE_integer("patchsize", 256, "Size of random square training crops.")
-flags.DEFINE_integer("last_step", 100000,
-                     "Train until this step (resuming counts earlier steps).")
-flags.DEFINE_float("lr", 1e-4,
-                   "Adam learning rate; divided by 10 for the last 20% of steps.")
-flags.DEFINE_string("init_from", None,
-                    "Run whose weights initialize a new run where names and shapes "
-                    "agree.")
-flags.DEFINE_string("run_name", None,
-                    "Run directory name; default: bls2017_vae-num_filters=N-sigma2=S.")
-flags.DEFINE_integer("log_every", 100, "Print/log training progress every N steps.")
-flags.DEFINE_integer("save_every", 500, "Write a resumable checkpoint every N steps.")
 
 # -- fitting the coding tables
 flags.DEFINE_string("fit_glob", None,
@@ -143,42 +128,14 @@ def _fit(model, path, config):
 
 def train():
   """`train`: trains (or resumes) a run, then fits its coding tables."""
-  from tfc_inference import training  # pylint: disable=import-outside-toplevel
-  training.seed_everything(FLAGS.seed)
   name = FLAGS.run_name or vae.run_name(FLAGS.num_filters, FLAGS.sigma2)
-  path = os.path.join(cli.checkpoint_dir(), name)
   _fit_kwargs()  # bad fit flags fail now, not after hours of training
-  dataset, num_files = training.make_dataset(
-      FLAGS.train_glob, FLAGS.patchsize, FLAGS.batchsize, FLAGS.seed)
-  os.makedirs(path, exist_ok=True)
-  config = (checkpoints.read_config(path)
-            if os.path.exists(os.path.join(path, checkpoints.CONFIG_FILE)) else {})
-  if config and (config.get("model") != vae.PREFIX
-                 or config.get("num_filters") != FLAGS.num_filters):
-    raise checkpoints.CheckpointError(
-        f"{path} holds a {config.get('model')} run with num_filters="
-        f"{config.get('num_filters')}; pick another --run_name")
-  config.update(
-      model=vae.PREFIX, model_class=vae.BLS2017VAE.__name__,
-      num_filters=FLAGS.num_filters, sigma2=FLAGS.sigma2, last_step=FLAGS.last_step,
-      batchsize=FLAGS.batchsize, patchsize=FLAGS.patchsize,
-      loss="NELBO: KL(q(y|x) || N(0, 1)) + ||x - g(y)||^2 / (2 sigma2), "
-           "pixels in [0, 1], y ~ q(y|x) reparameterized",
-      lr_schedule=f"Adam, lr {FLAGS.lr:g} until step {int(0.8 * FLAGS.last_step)}, "
-                  f"then {FLAGS.lr / 10:g}",
-      train_data=f"{FLAGS.train_glob} ({num_files} images), random "
-                 f"{FLAGS.patchsize}x{FLAGS.patchsize} crops", seed=FLAGS.seed)
-  init_arrays = None
-  if FLAGS.init_from:
-    init_path = checkpoints.run_dir(FLAGS.init_from, cli.checkpoint_dir())
-    init_arrays, _ = checkpoints.load_arrays(init_path)
-    config.setdefault("init_from", os.path.basename(os.path.normpath(init_path)))
   model = vae.BLS2017VAE(num_filters=FLAGS.num_filters, sigma2=FLAGS.sigma2)
-  model.build_all()
-  print(f"training {name} in {path}", flush=True)
-  training.train(model, path, dataset, FLAGS.last_step, FLAGS.lr, config=config,
-                 init_arrays=init_arrays, log_every=FLAGS.log_every,
-                 save_every=FLAGS.save_every)
+  path, config = commands.train_run(name, model, dict(
+      model=vae.PREFIX, model_class=vae.BLS2017VAE.__name__,
+      num_filters=FLAGS.num_filters, sigma2=FLAGS.sigma2,
+      loss="NELBO: KL(q(y|x) || N(0, 1)) + ||x - g(y)||^2 / (2 sigma2), "
+           "pixels in [0, 1], y ~ q(y|x) reparameterized"))
   if config.get("steps", 0) < FLAGS.last_step:
     cli.warn("training stopped before --last_step; coding tables not fitted (run "
              "train again to resume, or `fit RUNNAME`)")

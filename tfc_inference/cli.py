@@ -41,10 +41,12 @@ def define_coding_flags():
   flags.DEFINE_bool("verbose", True, "Print progress and per-image results.")
 
 
-def define_train_flags(default_prefix):
-  flags.DEFINE_float("lambda", 0.01,
-                     "Rate-distortion trade-off: loss = bpp + lambda * MSE, MSE on "
-                     "0-255 pixels.")
+def define_train_flags(default_prefix, with_lambda=True, run_name_help=None):
+  """Flags of every `train` subcommand (`--lambda` only for R-D trained models)."""
+  if with_lambda:
+    flags.DEFINE_float("lambda", 0.01,
+                       "Rate-distortion trade-off: loss = bpp + lambda * MSE, MSE on "
+                       "0-255 pixels.")
   flags.DEFINE_integer("num_filters", 64,
                        "Channels of every layer and of the latents (paper: 192).")
   flags.DEFINE_string("train_glob", "../shared/data/train/*",
@@ -60,7 +62,7 @@ def define_train_flags(default_prefix):
       "Run name (or run directory) whose weights initialize a new run where "
       "layer names and shapes agree, e.g. to fine-tune another lambda.")
   flags.DEFINE_string(
-      "run_name", None,
+      "run_name", None, run_name_help or
       f"Run directory name; default: {default_prefix}-num_filters=N-lmbda=L.")
   flags.DEFINE_integer("log_every", 100, "Print/log training progress every N steps.")
   flags.DEFINE_integer("save_every", 500,

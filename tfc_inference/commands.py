@@ -28,21 +28,27 @@ RANGE_CODED_METHODS = ("mbt2018", "bmshj2018", "sga", "map", "ste", "unoise",
 FILE_SUFFIX = ".tfci"
 
 
-def train(prefix):
-  """`train`: trains (or resumes) the run of family `prefix` set by the flags."""
+def train_run(name, model, fields):
+  """Trains (or resumes) run `name` of `model` with the training flags.
+
+  `fields` are the model-specific entries of config.json (model family, sizes,
+  loss). Returns (run directory, config).
+  """
   training.seed_everything(FLAGS.seed)
-  lmbda = FLAGS["lambda"].value
-  name = FLAGS.run_name or models.run_name(prefix, FLAGS.num_filters, lmbda)
   path = os.path.join(cli.checkpoint_dir(), name)
-  os.makedirs(path, exist_ok=True)
   dataset, num_files = training.make_dataset(
       FLAGS.train_glob, FLAGS.patchsize, FLAGS.batchsize, FLAGS.seed)
+  os.makedirs(path, exist_ok=True)
   config = (checkpoints.read_config(path)
             if os.path.exists(os.path.join(path, checkpoints.CONFIG_FILE)) else {})
+  if config and (config.get("model") != fields["model"]
+                 or config.get("num_filters") != fields["num_filters"]):
+    raise checkpoints.CheckpointError(
+        f"{path} holds a {config.get('model')} run with num_filters="
+        f"{config.get('num_filters')}; pick another --run_name")
   config.update(
-      model=prefix, model_class=models.MODEL_CLASSES[prefix].__name__,
-      num_filters=FLAGS.num_filters, lmbda=lmbda, last_step=FLAGS.last_step,
-      batchsize=FLAGS.batchsize, patchsize=FLAGS.patchsize,
+      fields, last_step=FLAGS.last_step, batchsize=FLAGS.batchsize,
+      patchsize=FLAGS.patchsize,
       lr_schedule=f"Adam, lr {FLAGS.lr:g} until step {int(0.8 * FLAGS.last_step)}, "
                   f"then {FLAGS.lr / 10:g}",
       train_data=f"{FLAGS.train_glob} ({num_files} images), random "
@@ -52,12 +58,22 @@ def train(prefix):
     init_path = checkpoints.run_dir(FLAGS.init_from, cli.checkpoint_dir())
     init_arrays, _ = checkpoints.load_arrays(init_path)
     config.setdefault("init_from", os.path.basename(os.path.normpath(init_path)))
-  model = models.MODEL_CLASSES[prefix](lmbda=lmbda, num_filters=FLAGS.num_filters)
   model.build_all()
   print(f"training {name} in {path}", flush=True)
   training.train(model, path, dataset, FLAGS.last_step, FLAGS.lr, config=config,
                  init_arrays=init_arrays, log_every=FLAGS.log_every,
                  save_every=FLAGS.save_every)
+  return path, config
+
+
+def train(prefix):
+  """`train`: trains (or resumes) the run of family `prefix` set by the flags."""
+  lmbda = FLAGS["lambda"].value
+  cls = models.MODEL_CLASSES[prefix]
+  train_run(FLAGS.run_name or models.run_name(prefix, FLAGS.num_filters, lmbda),
+            cls(lmbda=lmbda, num_filters=FLAGS.num_filters),
+            dict(model=prefix, model_class=cls.__name__,
+                 num_filters=FLAGS.num_filters, lmbda=lmbda))
 
 
 def load_model(run, families):
