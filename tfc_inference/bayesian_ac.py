@@ -362,10 +362,30 @@ def entropy_code(symbols: ArrayLike, distribution: SymbolDistribution) -> bytes:
   if symbols.size and (symbols.min() < 1
                        or symbols.max() >= 2 ** distribution.max_bits):
     raise ValueError(f"symbols exceed the distribution's {distribution.max_bits} bits")
+  coder = constriction.stream.stack.AnsCoder()
+  push_symbols(coder, symbols, distribution)
+  return coder.get_compressed().astype("<u4").tobytes()
+
+
+def entropy_decode(data: bytes, distribution: SymbolDistribution,
+                   shape: Sequence[int]) -> np.ndarray:
+  """Inverse of `entropy_code`: int64 symbols of the given `shape`."""
+  count = int(np.prod(shape))
+  coder = constriction.stream.stack.AnsCoder(
+      np.frombuffer(data, "<u4").astype(np.uint32))
+  symbols = pop_symbols(coder, count, distribution)
+  return symbols.reshape(shape)
+
+
+def push_symbols(coder, symbols: np.ndarray, distribution: SymbolDistribution):
+  """Pushes int64 symbols [n] onto an ANS `coder` (see `entropy_code` for the layout).
+
+  Several calls on one coder (e.g. one per channel, each with its own distribution)
+  share a stream; pop them with `pop_symbols` in the reverse order.
+  """
   index = _categorical_indices(symbols, distribution)
   escaped = symbols[index == distribution.escape_index]
   _, bits = symbols_to_code_points(escaped)
-  coder = constriction.stream.stack.AnsCoder()
   chunks = list(_free_bit_chunks(bits, distribution.max_bits))
   for start, who, width in reversed(chunks):
     if who.size:
@@ -376,15 +396,10 @@ def entropy_code(symbols: ArrayLike, distribution: SymbolDistribution) -> bytes:
     coder.encode_reverse(bits.astype(np.int32), _bits_model(distribution))
   if symbols.size and _has_categorical_stage(distribution):
     coder.encode_reverse(index.astype(np.int32), _categorical_model(distribution))
-  return coder.get_compressed().astype("<u4").tobytes()
 
 
-def entropy_decode(data: bytes, distribution: SymbolDistribution,
-                   shape: Sequence[int]) -> np.ndarray:
-  """Inverse of `entropy_code`: int64 symbols of the given `shape`."""
-  count = int(np.prod(shape))
-  coder = constriction.stream.stack.AnsCoder(
-      np.frombuffer(data, "<u4").astype(np.uint32))
+def pop_symbols(coder, count: int, distribution: SymbolDistribution) -> np.ndarray:
+  """Inverse of `push_symbols`: pops `count` int64 symbols [count]."""
   index = np.full([count], distribution.escape_index, np.int64)
   if count and _has_categorical_stage(distribution):
     index = coder.decode(_categorical_model(distribution), count).astype(np.int64)
@@ -400,7 +415,7 @@ def entropy_decode(data: bytes, distribution: SymbolDistribution,
                            (1 << width).astype(np.int32)).astype(np.int64)
       escaped[who] |= chunk << start
   symbols[escape] = escaped
-  return symbols.reshape(shape)
+  return symbols
 
 
 def _has_categorical_stage(distribution):

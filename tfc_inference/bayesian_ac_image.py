@@ -175,7 +175,8 @@ def fit_deep_factorized(means, steps=1000, batchsize=4096, lr=1e-2, seed=0,
     # log-density keeps the gradients finite (and such points out of the fit).
     return -tf.reduce_mean(tf.maximum(prior.log_prob(batch), -100.))
 
-  @tf.function
+  # Eager on purpose: this small fit crashed (segfault in TF's graph runtime)
+  # intermittently as a tf.function on TF 2.14 CPU; eager costs only seconds.
   def step(indices):
     with tf.GradientTape() as tape:
       loss = nll(tf.gather(data, indices))
@@ -304,46 +305,8 @@ def fit_channel_distributions(symbols, alphabet_limit=ALPHABET_LIMIT,
 # One ANS stream for all channels (each with its own distribution), in the layout
 # of `bayesian_ac.entropy_code` per channel: categorical indices, then the bits R of
 # escaped symbols, then their free numerator bits; channel 0 is read first.
-# pylint: disable=protected-access
-
-def _push_channel(coder, symbols, distribution):
-  index = bayesian_ac._categorical_indices(symbols, distribution)
-  escaped = symbols[index == distribution.escape_index]
-  _, bits = bayesian_ac.symbols_to_code_points(escaped)
-  chunks = list(bayesian_ac._free_bit_chunks(bits, distribution.max_bits))
-  for start, who, width in reversed(chunks):
-    if who.size:
-      chunk = (escaped[who] >> start) & ((1 << width) - 1)
-      coder.encode_reverse(chunk.astype(np.int32), constriction.stream.model.Uniform(),
-                           (1 << width).astype(np.int32))
-  if escaped.size:
-    coder.encode_reverse(bits.astype(np.int32), bayesian_ac._bits_model(distribution))
-  if symbols.size and bayesian_ac._has_categorical_stage(distribution):
-    coder.encode_reverse(index.astype(np.int32),
-                         bayesian_ac._categorical_model(distribution))
-
-
-def _pop_channel(coder, count, distribution):
-  index = np.full([count], distribution.escape_index, np.int64)
-  if count and bayesian_ac._has_categorical_stage(distribution):
-    index = coder.decode(bayesian_ac._categorical_model(distribution),
-                         count).astype(np.int64)
-  escape = index == distribution.escape_index
-  symbols = bayesian_ac._padded_table(distribution)[index]
-  bits = np.zeros([0], np.int64)
-  if np.any(escape):
-    bits = coder.decode(bayesian_ac._bits_model(distribution),
-                        int(escape.sum())).astype(np.int64)
-  escaped = np.left_shift(1, np.maximum(bits, 1) - 1)
-  for start, who, width in bayesian_ac._free_bit_chunks(bits, distribution.max_bits):
-    if who.size:
-      chunk = coder.decode(constriction.stream.model.Uniform(),
-                           (1 << width).astype(np.int32)).astype(np.int64)
-      escaped[who] |= chunk << start
-  symbols[escape] = escaped
-  return symbols
-
-# pylint: enable=protected-access
+_push_channel = bayesian_ac.push_symbols
+_pop_channel = bayesian_ac.pop_symbols
 
 
 def _channel_major(symbols):

@@ -10,7 +10,10 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 
-def _conv(filters, kernel, name, *, down=1, up=1, bias=True, activation=None):
+def signal_conv(filters, kernel, name, *, down=1, up=1, bias=True,
+                activation=None):
+  """A square `tfc.SignalConv2D`: correlation when downsampling, convolution when
+  upsampling, zero padding ("same" size before striding)."""
   return tfc.SignalConv2D(
       filters, (kernel, kernel), name=name, corr=up == 1, strides_down=down,
       strides_up=up, padding="same_zeros", use_bias=bias, activation=activation)
@@ -23,9 +26,9 @@ class AnalysisTransform(tf.keras.Sequential):
     super().__init__(name=name)
     self.add(tf.keras.layers.Lambda(lambda x: x / 255.))
     for i in range(3):
-      self.add(_conv(num_filters, 5, f"layer_{i}", down=2,
+      self.add(signal_conv(num_filters, 5, f"layer_{i}", down=2,
                      activation=tfc.GDN(name=f"gdn_{i}")))
-    self.add(_conv(num_filters, 5, "layer_3", down=2, bias=False))
+    self.add(signal_conv(num_filters, 5, "layer_3", down=2, bias=False))
 
 
 class SynthesisTransform(tf.keras.Sequential):
@@ -34,9 +37,9 @@ class SynthesisTransform(tf.keras.Sequential):
   def __init__(self, num_filters, name="synthesis"):
     super().__init__(name=name)
     for i in range(3):
-      self.add(_conv(num_filters, 5, f"layer_{i}", up=2,
+      self.add(signal_conv(num_filters, 5, f"layer_{i}", up=2,
                      activation=tfc.GDN(name=f"igdn_{i}", inverse=True)))
-    self.add(_conv(3, 5, "layer_3", up=2))
+    self.add(signal_conv(3, 5, "layer_3", up=2))
     self.add(tf.keras.layers.Lambda(lambda x: x * 255.))
 
 
@@ -45,9 +48,9 @@ class HyperAnalysisTransform(tf.keras.Sequential):
 
   def __init__(self, num_filters, out_channels=None, name="hyper_analysis"):
     super().__init__(name=name)
-    self.add(_conv(num_filters, 3, "layer_0", activation=tf.nn.relu))
-    self.add(_conv(num_filters, 5, "layer_1", down=2, activation=tf.nn.relu))
-    self.add(_conv(out_channels or num_filters, 5, "layer_2", down=2,
+    self.add(signal_conv(num_filters, 3, "layer_0", activation=tf.nn.relu))
+    self.add(signal_conv(num_filters, 5, "layer_1", down=2, activation=tf.nn.relu))
+    self.add(signal_conv(out_channels or num_filters, 5, "layer_2", down=2,
                    bias=out_channels is not None))
 
 
@@ -56,6 +59,6 @@ class HyperSynthesisTransform(tf.keras.Sequential):
 
   def __init__(self, num_filters, out_channels, name="hyper_synthesis"):
     super().__init__(name=name)
-    self.add(_conv(num_filters, 5, "layer_0", up=2, activation=tf.nn.relu))
-    self.add(_conv(num_filters, 5, "layer_1", up=2, activation=tf.nn.relu))
-    self.add(_conv(out_channels, 3, "layer_2", up=1))
+    self.add(signal_conv(num_filters, 5, "layer_0", up=2, activation=tf.nn.relu))
+    self.add(signal_conv(num_filters, 5, "layer_1", up=2, activation=tf.nn.relu))
+    self.add(signal_conv(out_channels, 3, "layer_2", up=1))

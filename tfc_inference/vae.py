@@ -31,6 +31,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from tfc_inference import checkpoints
+from tfc_inference import transforms
 from tfc_inference.weights import NamedWeightsMixin
 
 PREFIX = "bls2017_vae"
@@ -42,10 +43,7 @@ LOG_SIGMA_MIN = -20.
 LOG_SIGMA_MAX = 5.
 
 
-def _conv(filters, kernel, name, *, down=1, up=1, activation=None):
-  return tfc.SignalConv2D(
-      filters, (kernel, kernel), name=name, corr=up == 1, strides_down=down,
-      strides_up=up, padding="same_zeros", use_bias=True, activation=activation)
+_conv = transforms.signal_conv
 
 
 class VAEAnalysisTransform(tf.keras.Sequential):
