@@ -21,7 +21,7 @@ setuptools.setup(
         "constriction>=0.3,<0.6",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "matplotlib"],
         "plots": ["matplotlib"],
     },
     classifiers=[

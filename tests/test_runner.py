@@ -244,6 +244,7 @@ def test_bd_rate_command(tmp_path):
 
 
 def test_plot_command(tmp_path):
+  pytest.importorskip("matplotlib")
   a, b, paper = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "paper.csv"
   _write_rd(a, RATES, PSNRS)
   evaluation.write_rd_csv(str(b), [
