@@ -45,13 +45,6 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 
 from tfc_inference import runner  # pylint: disable=g-import-not-at-top
 
-if "run" in sys.argv[1:]:
-  # TensorFlow must be imported before absl parses the flags: imported later
-  # (inside app.run), Keras puts extra name scopes into variable names and the
-  # checkpoints' weight keys no longer match. bd_rate, plot, summarize and
-  # --help do not need TensorFlow and start without it.
-  import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
-
 __doc__ = __doc__.format(methods=runner.methods_help())  # pylint: disable=redefined-builtin
 
 flags.DEFINE_list(

@@ -3,12 +3,12 @@
 import time
 
 from absl import flags
-import numpy as np
 import tensorflow as tf
 
 from tfc_inference import bbvi
 from tfc_inference import cli
 from tfc_inference import commands
+from tfc_inference import metrics
 
 FLAGS = flags.FLAGS
 
@@ -75,7 +75,7 @@ def latents_fn(method):
       return y_hat, dict(
           iterations=config.iterations, init_loss=float(info["init_loss"][0]),
           init_bpp=float(info["init_bpp"][0]),
-          init_psnr=float(10 * np.log10(255 ** 2 / info["init_mse"][0])),
+          init_psnr=float(metrics.psnr_from_mse(info["init_mse"][0])),
           nelbo_trajectory=[[t, v[0]] for t, v in info["nelbo_trajectory"]],
           inference_seconds=time.time() - start)
     y, _ = model.analyze(x)

@@ -5,12 +5,9 @@ defines the flags they share, runs subcommands, and turns user errors (bad input
 missing runs, corrupted files) into one-line messages with a non-zero exit status.
 """
 
-import json
 import os
 import sys
-import time
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -138,25 +135,6 @@ def format_result(name, result):
           ("psnr", "{:.2f} dB"), ("ms_ssim", "{:.4f}"), ("seconds", "{:.1f} s")]
   parts = [f"{k} " + fmt.format(result[k]) for k, fmt in keys if k in result]
   return f"{name}: " + "  ".join(parts)
-
-
-class Timer:
-
-  def __enter__(self):
-    self.start = time.time()
-    return self
-
-  def __exit__(self, *exc):
-    self.seconds = time.time() - self.start
-
-
-def main_wrapper(main):
-  """app.run with TF's C++ log noise silenced (set before TF is imported)."""
-  app.run(main)
-
-
-def dump(obj):
-  return json.dumps(obj, indent=2, sort_keys=True)
 
 
 def define_bits_back_flags():

@@ -7,7 +7,6 @@ warning, and unreadable inputs raise `ImageError` with a one-line message.
 
 import glob as glob_lib
 import os
-import struct
 
 import numpy as np
 import tensorflow as tf
@@ -116,12 +115,6 @@ def encode_png(image):
 def write_png(path, image):
   with open(path, "wb") as f:
     f.write(encode_png(image))
-
-
-def png_size(data):
-  """(height, width) of PNG bytes, read from the IHDR chunk."""
-  width, height = struct.unpack(">II", data[16:24])
-  return height, width
 
 
 def center_crop(image, height, width):

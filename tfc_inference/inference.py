@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from tfc_inference import metrics
 from tfc_inference import models
 from tfc_inference import rounding
 
@@ -83,10 +84,6 @@ class InferenceResult:
   trajectory: list
   seconds: float
   best_iteration: np.ndarray
-
-
-def _psnr(mse):
-  return 10 * np.log10(255. ** 2 / np.maximum(mse, 1e-10))
 
 
 class IterativeInference:
@@ -216,7 +213,7 @@ class IterativeInference:
         self.progress_fn(dict(
             iteration=t, tau=tau, relaxed_loss=float(relaxed.mean()),
             true_loss=float(last_true.mean()), bpp=float(final[1].mean()),
-            psnr=float(_psnr(final[2]).mean()), elapsed=elapsed,
+            psnr=float(metrics.psnr_from_mse(final[2]).mean()), elapsed=elapsed,
             eta=elapsed / (t + 1) * (config.iterations - t)))
     if config.keeps_best:
       y_hat, z_hat, loss = best_y, best_z, best_loss

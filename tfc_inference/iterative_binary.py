@@ -10,6 +10,7 @@ from absl import flags
 from tfc_inference import cli
 from tfc_inference import commands
 from tfc_inference import inference
+from tfc_inference import metrics
 
 FLAGS = flags.FLAGS
 
@@ -70,7 +71,7 @@ def latents_fn(method):
         progress_every=FLAGS.progress_every).run(x, images[0].shape[:2])
     extras = []
     for i in range(len(images)):
-      init_psnr = inference._psnr(result.init_mse[i])  # pylint: disable=protected-access
+      init_psnr = metrics.psnr_from_mse(result.init_mse[i])
       extras.append(dict(
           iterations=config.iterations, lr=config.learning_rate,
           tau0=config.tau0, annealing_rate=config.annealing_rate, t0=config.t0,

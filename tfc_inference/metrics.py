@@ -13,10 +13,15 @@ def mse(a, b):
   return float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
 
 
+def psnr_from_mse(mse_value):
+  """PSNR in dB (peak 255) of an MSE on the 0-255 scale; float or array; inf at 0."""
+  with np.errstate(divide="ignore"):
+    return 10 * np.log10(255. ** 2 / np.asarray(mse_value, np.float64))
+
+
 def psnr(a, b):
   """PSNR in dB for 8-bit images (peak 255); inf for identical images."""
-  error = mse(a, b)
-  return float("inf") if error == 0 else float(10 * np.log10(255. ** 2 / error))
+  return float(psnr_from_mse(mse(a, b)))
 
 
 def ms_ssim_scales(height, width, filter_size=_MS_SSIM_FILTER):

@@ -14,6 +14,8 @@ grid points are the integers), and return the relaxed values, same shape/dtype.
   * `identity_round`: MAP, no rounding at all.
 """
 
+import math
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -88,6 +90,8 @@ SCHEDULES = {"paper": paper_schedule, "naive": naive_schedule}
 
 
 def schedule_value(name, step, tau0, annealing_rate, t0):
+  """The schedule's temperature at `step` as a Python float (no TF ops: it is
+  evaluated once per optimization step)."""
   if name == "paper":
-    return float(paper_schedule(step, tau0, annealing_rate, t0))
-  return float(naive_schedule(step, tau0, annealing_rate))
+    return min(tau0, tau0 * math.exp(-annealing_rate * (step - t0)))
+  return tau0 * math.exp(-annealing_rate * step)

@@ -32,10 +32,8 @@ and returns one result dict per image holding at least bpp, psnr, ms_ssim,
 seconds (encode time) and decode_seconds (see `_range_coded_results`).
 
 TensorFlow is imported only where models or images are touched, so `bd_rate`,
-`plot` and `summarize` start quickly. Note: a binary that evaluates models
-must import TensorFlow before absl parses its flags (see examples/evaluate.py);
-imported inside `app.run`, Keras adds name scopes to variable names and
-checkpoints fail to load with "Checkpoint weight ... is missing".
+`plot` and `summarize` start quickly. (Weight keys no longer depend on where
+TensorFlow is first imported: see `weights.NamedWeightsMixin`.)
 """
 
 import dataclasses
@@ -207,8 +205,6 @@ def _to_batch(batch):
   return tf.concat([codec.to_batch(image) for _, image in batch], 0)
 
 
-def _psnr_from_mse(mse):
-  return float(10 * np.log10(255. ** 2 / max(float(mse), 1e-10)))
 
 
 def _range_coded_results(method_name, run, batch, x, y_batch, z_batch,
@@ -259,6 +255,7 @@ def iterative_encoder(method_name):
 
   def encode(run, batch, options):
     from tfc_inference import inference  # pylint: disable=import-outside-toplevel
+    from tfc_inference import metrics  # pylint: disable=import-outside-toplevel
     start = time.time()
     x = _to_batch(batch)
     config = inference.InferenceConfig(
@@ -279,7 +276,7 @@ def iterative_encoder(method_name):
     extras = [dict(
         iterations=config.iterations, lr=config.learning_rate,
         init_bpp=float(result.init_bpp[i]),
-        init_psnr=_psnr_from_mse(result.init_mse[i]),
+        init_psnr=float(metrics.psnr_from_mse(result.init_mse[i])),
         init_loss=float(result.init_loss[i]), loss=float(result.loss[i]),
         best_iteration=int(result.best_iteration[i]), inference_seconds=shared,
         batch_size=len(batch),
@@ -302,6 +299,7 @@ def bits_back_encoder(method_name, joint_sga, reproducible_bbvi):
   def encode(run, batch, options):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from tfc_inference import bbvi  # pylint: disable=import-outside-toplevel
+    from tfc_inference import metrics  # pylint: disable=import-outside-toplevel
     model = run.model
     start = time.time()
     x = _to_batch(batch)
@@ -316,7 +314,7 @@ def bits_back_encoder(method_name, joint_sga, reproducible_bbvi):
         extra.update(
             iterations=config.iterations, init_loss=float(info["init_loss"][i]),
             init_bpp=float(info["init_bpp"][i]),
-            init_psnr=_psnr_from_mse(info["init_mse"][i]),
+            init_psnr=float(metrics.psnr_from_mse(info["init_mse"][i])),
             batch_size=len(batch),
             nelbo_trajectory=[[t, v[i]] for t, v in info["nelbo_trajectory"]])
     else:
