@@ -12,11 +12,14 @@ decoded again). Writes into --results_dir (default results/bayesian_ac/RUN):
   channels.json     bits per latent of each channel (per lambda) vs its mean KL
   summary.json      the rows, BD-rates of Bayesian AC against each baseline
   rd_psnr.png, rd_ms_ssim.png                          the curves
+  channels.png      bits per latent of each channel against its mean KL (paper
+                    Figure 7), at a few lambdas
 
 Units: bpp from file sizes, PSNR in dB, MS-SSIM linear (plotted in dB as
 -10 log10(1 - MS-SSIM)), BD-rate in percent (negative: Bayesian AC needs fewer bits).
 """
 
+import json
 import os
 import sys
 
@@ -49,6 +52,9 @@ flags.DEFINE_list("kmeans_levels", None, "k-means levels; default: all fitted.")
 flags.DEFINE_list("jpeg_qualities", [str(q) for q in bi.DEFAULT_JPEG_QUALITIES],
                   "JPEG qualities.")
 flags.DEFINE_list("methods", list(bi.ALL_METHODS), "Methods to sweep.")
+flags.DEFINE_bool("write_config", True,
+                  "After a sweep of all 24 Kodak images, record the Bayesian AC "
+                  "curve in the run's config.json.")
 flags.DEFINE_string("published_dir",
                     "../shared/data/published/tfc_results/kodak/PSNR_sRGB_RGB",
                     "Folder of published PSNR curves (tfc results .txt); missing "
@@ -96,6 +102,33 @@ def ms_ssim_db(values):
   return -10. * np.log10(1. - values)
 
 
+def plot_channels(report, path):
+  """Bits per latent vs mean KL (bits) per channel, one series per lambda."""
+  try:
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    print("matplotlib missing: no channel plot")
+    return
+  lambdas = report["lambdas"]
+  kl = np.array([c["kl_bits_per_latent"] for c in report["channels"]])
+  bits = np.array([c["bits_per_latent"] for c in report["channels"]])  # [C, L]
+  fig, ax = plt.subplots(figsize=(6.4, 4.4))
+  for i in sorted(set(np.linspace(0, len(lambdas) - 1, 4).round().astype(int))):
+    ax.scatter(kl, bits[:, i], s=12, label=f"lambda {lambdas[i]:g}")
+  top = max(kl.max(), bits.max()) * 1.05
+  ax.plot([0, top], [0, top], "k:", lw=0.8, label="bits = KL")
+  ax.set_xlabel("mean KL(q || prior) per latent of the channel (bits)")
+  ax.set_ylabel("Bayesian AC bits per latent")
+  ax.set_title(f"{report['num_images']} images, "
+               f"{len(report['collapsed_channels'])} collapsed channels")
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 def main(argv):
   del argv
   run = find_run()
@@ -124,6 +157,16 @@ def main(argv):
   summary = dict(run=codec.run_name, images=[name for name, _ in images],
                  rows=rows, bd_rate_of_bayesian_ac_vs=bd_rates(rows))
   checkpoints.write_json_atomic(os.path.join(results_dir, "summary.json"), summary)
+  if FLAGS.write_config and len(images) == 24:  # the full Kodak set only
+    run_path = checkpoints.run_dir(codec.run_name, FLAGS.checkpoint_dir)
+    config = checkpoints.read_config(run_path)
+    config["kodak"] = dict(
+        images=len(images), protocol="real file sizes, mean over images; "
+        "lambda is Bayesian AC's compression-time rate penalty",
+        bayesian_ac=[{k: r[k] for k in ("lambda", "bpp", "psnr", "ms_ssim")}
+                     for r in rows["bayesian_ac"]],
+        bd_rate_of_bayesian_ac_vs=summary["bd_rate_of_bayesian_ac_vs"])
+    checkpoints.write_config(run_path, config)
 
   labels = {"bayesian_ac": "Bayesian AC (one model)", "uniform": "uniform (same model)",
             "kmeans": "k-means (same model)", "jpeg": "JPEG 4:2:0 (ours)"}
@@ -141,6 +184,10 @@ def main(argv):
       os.path.join(results_dir, "rd_ms_ssim.png"),
       ylabel="MS-SSIM (dB, -10 log10(1 - MS-SSIM))",
       title=f"Kodak ({len(images)} images), {codec.run_name}")
+  channels_path = os.path.join(results_dir, "channels.json")
+  if os.path.exists(channels_path):
+    with open(channels_path) as f:
+      plot_channels(json.load(f), os.path.join(results_dir, "channels.png"))
   for line in bi.format_rows(rows):
     print(line)
   for method, value in summary["bd_rate_of_bayesian_ac_vs"].items():

@@ -1,5 +1,7 @@
 """Measures every shipped run on Kodak (amortized compression, real files) and
 records the numbers in each run's config.json and in checkpoints/README.md.
+The files are made by the evaluation runner (as `examples/evaluate.py run`), so the
+same pass also writes results/kodak/{mbt2018,bmshj2018,mbt2018_bb}.csv.
 
   python benchmarks/evaluate_checkpoints.py --kodak '../shared/data/kodak/*.png'
 
@@ -7,9 +9,18 @@ For mbt2018/bmshj2018 runs: mean bpp from real files, PSNR, MS-SSIM over all ima
 For mbt2018_bb runs: the file bpp, the net bpp after bits back (amortized q, random
 side information), and the decoded PSNR / MS-SSIM. With a published curve available,
 the BD-rate of the mean-scale family against the paper's base hyperprior is added.
+
+With --write (default), each evaluated run's config.json gets its `kodak` numbers,
+and the block between the RESULTS markers of checkpoints/README.md is regenerated
+from all runs' config.json: the table, the BD-rate against the published curve,
+and the zoo checks (mean-scale beats scale-only at every lambda, bpp monotone in
+lambda per family, bits-back net rate per lambda).
 """
 
+import glob
+import json
 import os
+import shutil
 import sys
 import time
 
@@ -19,14 +30,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-from tfc_inference import bits_back  # pylint: disable=g-import-not-at-top
 from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
-from tfc_inference import codec  # pylint: disable=g-import-not-at-top
 from tfc_inference import evaluation  # pylint: disable=g-import-not-at-top
-from tfc_inference import image_io  # pylint: disable=g-import-not-at-top
 from tfc_inference import models  # pylint: disable=g-import-not-at-top
+from tfc_inference import runner  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("kodak", "../shared/data/kodak/*.png", "Glob of Kodak images.")
 flags.DEFINE_string("published", "../shared/data/published/yang2020_improving_inference"
@@ -34,35 +42,38 @@ flags.DEFINE_string("published", "../shared/data/published/yang2020_improving_in
                     "Published base-hyperprior curve (headerless bpp, psnr).")
 flags.DEFINE_string("checkpoint_dir", None, "Run folder (default: shipped).")
 flags.DEFINE_list("runs", None, "Runs to evaluate (default: all shipped).")
+flags.DEFINE_string("results_dir", "results/kodak",
+                    "Per-image JSON and the per-family CSVs (mbt2018.csv, "
+                    "bmshj2018.csv, mbt2018_bb.csv) of the evaluation runner.")
 flags.DEFINE_bool("write", True, "Write results into config.json and README.md.")
 FLAGS = flags.FLAGS
 
 
-def evaluate_run(run, images):
-  model, config, run_name = checkpoints.load_run(run, FLAGS.checkpoint_dir)
+def evaluate_run(run, root):
+  """Amortized Kodak evaluation of one run with the evaluation runner.
+
+  The run's per-image JSON (and its family's CSV) land in --results_dir as
+  `examples/evaluate.py run --method FAMILY` writes them; earlier results of the
+  run are removed first, since the weights may have changed since.
+  """
+  config = checkpoints.read_config(os.path.join(root, run))
+  method = config["model"]  # the amortized method of each family is named after it
+  run_results = os.path.join(FLAGS.results_dir, method, run)
+  shutil.rmtree(run_results, ignore_errors=True)
+  runner.run_method(method, FLAGS.results_dir, FLAGS.kodak, run,
+                    runner.Options(checkpoint_dir=FLAGS.checkpoint_dir))
   rows = []
-  for name, image in images:
-    x = codec.to_batch(image)
-    if config["model"] == "mbt2018_bb":
-      y, _ = model.analyze(x)
-      y_hat = tf.round(y).numpy()
-      data, info = bits_back.encode_file(model, run_name, "mbt2018_bb", image, y_hat)
-      decode_fn = lambda m, c: (lambda r: (r[1]["y_hat"], r[0]))(  # noqa: E731
-          bits_back.decode_file(m, c))
-      pixels = image.shape[0] * image.shape[1]
-      extra = dict(net_bpp=(8 * len(data) - info["side_info_bits"]) / pixels)
-    else:
-      y_hat, z_hat = codec.amortized_latents(model, x)
-      data = codec.encode_range_coded(model, run_name, config["model"], image,
-                                      y_hat, z_hat)
-      y_hat, decode_fn, extra = y_hat.numpy(), codec.range_coded_decode_fn, {}
-    result, _ = codec.verify_and_measure(model, image, data, y_hat, decode_fn,
-                                         extra_results=extra)
-    rows.append(result)
-  keys = ["bpp", "psnr", "ms_ssim"] + (["net_bpp"] if config["model"] ==
-                                       "mbt2018_bb" else [])
-  means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+  for path in sorted(glob.glob(os.path.join(run_results, "*.json"))):
+    with open(path) as f:
+      rows.append(json.load(f))
+  means = {k: float(np.mean([r[k] for r in rows]))
+           for k in ("file_bpp", "psnr", "ms_ssim", "mse")}
+  means["bpp"] = means.pop("file_bpp")
+  if method == "mbt2018_bb":  # the runner's bpp of bits-back methods is the net rate
+    means["net_bpp"] = float(np.mean([r["bpp"] for r in rows]))
   means["images"] = len(rows)
+  # The training objective on Kodak: bpp (net bpp for bits-back) + lambda * MSE.
+  means["loss"] = means.get("net_bpp", means["bpp"]) + config["lmbda"] * means["mse"]
   return config, means
 
 
@@ -84,33 +95,101 @@ def readme_table(root):
   return "\n".join(lines)
 
 
+BEGIN, END = "<!-- RESULTS:BEGIN -->", "<!-- RESULTS:END -->"
+
+
+def measured_curves(root):
+  """{family: [(lmbda, kodak dict)] sorted by lambda} from the runs' config.json."""
+  curves = {}
+  for run in checkpoints.list_runs(root):
+    if run.split("-")[0] not in models.MODEL_CLASSES:
+      continue
+    config = checkpoints.read_config(os.path.join(root, run))
+    if "kodak" in config:
+      curves.setdefault(config["model"], []).append((config["lmbda"],
+                                                     config["kodak"]))
+  return {family: sorted(points, key=lambda p: p[0])
+          for family, points in curves.items()}
+
+
+def zoo_checks(curves):
+  """Lines of text: BD-rate vs the published curve and the zoo's quality checks."""
+  lines = []
+  mean_scale = curves.get("mbt2018", [])
+  if os.path.exists(FLAGS.published) and len(mean_scale) >= 2:
+    ref_bpp, ref_psnr = evaluation.read_curve(FLAGS.published)
+    bpp = [k["bpp"] for _, k in mean_scale]
+    psnr = [k["psnr"] for _, k in mean_scale]
+    try:
+      lines.append(
+          f"- BD-rate of the mbt2018 family against the published base hyperprior "
+          f"(Yang et al. 2020, 192 filters, 2M steps on CLIC): "
+          f"**{evaluation.bd_rate(ref_bpp, ref_psnr, bpp, psnr):+.1f}%** "
+          f"(BD-PSNR {evaluation.bd_psnr(ref_bpp, ref_psnr, bpp, psnr):+.2f} dB; "
+          f"PSNR overlap {max(min(psnr), min(ref_psnr)):.2f}-"
+          f"{min(max(psnr), max(ref_psnr)):.2f} dB).")
+    except ValueError as error:
+      lines.append(f"- BD-rate against the published curve not computable: {error}")
+  scale_only = dict(curves.get("bmshj2018", []))
+  if mean_scale and scale_only:
+    cells, wins = [], 0
+    for lmbda, k in mean_scale:
+      if lmbda in scale_only and "loss" in k and "loss" in scale_only[lmbda]:
+        won = k["loss"] < scale_only[lmbda]["loss"]
+        wins += won
+        cells.append(f"{lmbda:g}: {k['loss']:.3f} vs {scale_only[lmbda]['loss']:.3f}"
+                     f"{'' if won else ' (NOT better)'}")
+    lines.append(f"- Mean-scale beats scale-only (Kodak loss bpp + lambda * MSE, "
+                 f"mbt2018 vs bmshj2018) at {wins} of {len(cells)} lambdas: "
+                 + "; ".join(cells) + ".")
+  for family, points in sorted(curves.items()):
+    rates = [k["bpp"] for _, k in points]
+    monotone = all(a > b for a, b in zip(rates[1:], rates[:-1]))
+    lines.append(f"- {family}: bpp {'is' if monotone else 'is NOT'} strictly "
+                 f"increasing in lambda (" + ", ".join(
+                     f"{l:g}: {r:.3f}" for (l, _), r in zip(points, rates)) + ").")
+  if curves.get("mbt2018_bb"):
+    lines.append("- mbt2018_bb net bpp after bits back (amortized q(z|y), z on a "
+                 "1/32 grid, random side information): " + ", ".join(
+                     f"{l:g}: {k['net_bpp']:.3f} (file {k['bpp']:.3f})"
+                     for l, k in curves["mbt2018_bb"]) + ".")
+  return lines
+
+
+def write_readme_block(root, text):
+  path = os.path.join(root, "README.md")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    readme = f.read()
+  if BEGIN not in readme or END not in readme:
+    print(f"{path} has no {BEGIN} ... {END} block; not updated")
+    return
+  head, rest = readme.split(BEGIN, 1)
+  tail = rest.split(END, 1)[1]
+  with open(path, "w") as f:
+    f.write(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+  print(f"updated {path}")
+
+
 def main(argv):
   del argv
   root = FLAGS.checkpoint_dir or checkpoints.default_checkpoint_dir()
-  images = image_io.load_image_set(FLAGS.kodak)
-  curves = {}
   runs = FLAGS.runs or [r for r in checkpoints.list_runs(root)
                        if r.split("-")[0] in models.MODEL_CLASSES]
   for run in runs:
     start = time.time()
-    config, means = evaluate_run(run, images)
+    config, means = evaluate_run(run, root)
     print(f"{run}: " + "  ".join(f"{k} {v:.4f}" for k, v in means.items())
           + f"  ({time.time() - start:.0f} s)", flush=True)
-    curves.setdefault(config["model"], []).append((means["bpp"], means["psnr"]))
     if FLAGS.write:
       config["kodak"] = dict(means, protocol="amortized compression, real file "
                              "sizes, mean over images")
       checkpoints.write_config(os.path.join(root, run), config)
-  if os.path.exists(FLAGS.published) and len(curves.get("mbt2018", [])) >= 2:
-    bpp, psnr = zip(*sorted(curves["mbt2018"]))
-    ref_bpp, ref_psnr = evaluation.read_curve(FLAGS.published)
-    try:
-      print(f"BD-rate of mbt2018 runs vs published base hyperprior: "
-            f"{evaluation.bd_rate(ref_bpp, ref_psnr, bpp, psnr):+.1f}%")
-    except ValueError as error:
-      print(f"BD-rate not computable: {error}")
+  text = readme_table(root) + "\n\n" + "\n".join(zoo_checks(measured_curves(root)))
+  print(text)
   if FLAGS.write:
-    print(readme_table(root))
+    write_readme_block(root, text)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ def run_method(model, run_name, method, batch, out_dir):
     record = dict(
         method=method, image=name, height=image.shape[0], width=image.shape[1],
         iterations=FLAGS.sga_its, lr=config.learning_rate, lmbda=model.lmbda,
+        tau0=config.tau0, annealing_rate=config.annealing_rate, t0=config.t0,
         init_loss=float(result.init_loss[i]), loss=float(result.loss[i]),
         init_bpp=float(result.init_bpp[i]), est_bpp=float(estimate["bpp"][0]),
         bpp=measured["bpp"], psnr=measured["psnr"], ms_ssim=measured["ms_ssim"],

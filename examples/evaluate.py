@@ -87,6 +87,9 @@ flags.DEFINE_integer(
 flags.DEFINE_list(
     "jpeg_qualities", [str(q) for q in runner.DEFAULT_JPEG_QUALITIES],
     "run --method jpeg: JPEG qualities (0-100), one CSV row each.")
+flags.DEFINE_list(
+    "bac_lambdas", [f"{v:g}" for v in runner.DEFAULT_BAC_LAMBDAS],
+    "run --method bayesian_ac: rate penalties of Bayesian AC, one CSV row each.")
 flags.DEFINE_integer("seed", 0,
                      "run: seed of SGA, BBVI and the bits-back side information.")
 flags.DEFINE_integer(
@@ -122,8 +125,13 @@ def _options():
   except ValueError:
     raise runner.UserError("--jpeg_qualities must be integers, got "
                            f"{','.join(FLAGS.jpeg_qualities)}") from None
+  try:
+    bac_lambdas = [float(v) for v in FLAGS.bac_lambdas]
+  except ValueError:
+    raise runner.UserError("--bac_lambdas must be numbers, got "
+                           f"{','.join(FLAGS.bac_lambdas)}") from None
   return runner.Options(
-      sga_its=FLAGS.sga_its, bbvi_its=FLAGS.bbvi_its,
+      bac_lambdas=bac_lambdas, sga_its=FLAGS.sga_its, bbvi_its=FLAGS.bbvi_its,
       eval_every=FLAGS.eval_every, batch_images=FLAGS.batch_images,
       seed=FLAGS.seed, crop=runner.parse_crop(FLAGS.crop),
       jpeg_qualities=qualities, checkpoint_dir=FLAGS.checkpoint_dir,

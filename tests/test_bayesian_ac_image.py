@@ -275,3 +275,24 @@ def test_cli_compress_decompress_in_separate_processes(run, tmp_path):
                                 reconstruction)
   again = binary(*args, checkpoint_dir=root)
   assert again.returncode != 0 and "--overwrite" in again.stderr
+
+
+def test_evaluation_runner_sweeps_lambda_with_one_run(run, tmp_path):
+  from tfc_inference import evaluation  # pylint: disable=import-outside-toplevel
+  from tfc_inference import runner  # pylint: disable=import-outside-toplevel
+  root, name = run
+  images_dir = tmp_path / "images"
+  images_dir.mkdir()
+  image_io.write_png(str(images_dir / "img0.png"), synthetic.test_image(64, 96, 3))
+  results_dir = str(tmp_path / "results")
+  options = runner.Options(checkpoint_dir=root, bac_lambdas=[3., 0.03, 0.3])
+  with open(os.devnull, "w") as out:
+    runner.run_method("bayesian_ac", results_dir, str(images_dir / "*.png"),
+                      "bls2017_vae-*", options, out=out)
+  columns = evaluation.read_rd_csv(os.path.join(results_dir, "bayesian_ac.csv"))
+  np.testing.assert_array_equal(columns["lmbda"], [0.03, 0.3, 3.])
+  assert np.all(np.diff(columns["bpp"]) < 0)  # a larger penalty, fewer bits
+  with open(runner.result_path(results_dir, "bayesian_ac",
+                               f"{name}{runner.BAC_LAMBDA_TAG}0.3", "img0")) as f:
+    record = json.load(f)
+  assert record["bpp"] == pytest.approx(8 * record["num_bytes"] / (64 * 96))

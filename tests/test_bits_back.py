@@ -14,6 +14,7 @@ from tfc_inference import bits_back
 from tfc_inference import checkpoints
 from tfc_inference import codec
 from tfc_inference import file_format
+from tfc_inference import models
 from tfc_inference import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,3 +115,13 @@ def test_header_fields_round_trip():
   assert bits_back.SideInfoHeader.from_bytes(header.to_bytes()) == header
   with pytest.raises(file_format.FormatError):
     bits_back.SideInfoHeader.from_bytes(struct.pack("<I", 1))
+
+
+def test_models_can_be_built_after_determinism_is_enabled():
+  # Evaluating several bits-back runs in one process (evaluate.py, the checkpoint
+  # benchmark) builds models after BBVI switched on op determinism.
+  bbvi.configure_determinism()
+  bbvi.configure_determinism()
+  for _ in range(2):
+    model = models.BitsBackHyperprior(lmbda=0.01, num_filters=8)
+    assert model.hyperprior is not None

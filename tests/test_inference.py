@@ -1,5 +1,7 @@
 """Iterative inference on a tiny model."""
 
+import math
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -61,3 +63,15 @@ def test_sga_file_round_trip_is_exact(model_and_image):
   expected = model.synthesize(y_hat)[0, :64, :64].numpy()
   np.testing.assert_array_equal(decoded, np.round(np.clip(expected, 0, 255)))
   assert compressed.method == "sga"
+
+
+def test_schedule_defaults_per_method():
+  sga = inference.InferenceConfig(method="sga")
+  assert (sga.tau0, sga.annealing_rate, sga.t0) == (0.5, 1e-3, 700)
+  assert sga.tau(0) == 0.5 and sga.tau(2000) == pytest.approx(0.5 * math.exp(-1.3))
+  # Deterministic annealing: the authors' min(0.2, exp(-4e-3 t)).
+  danneal = inference.InferenceConfig(method="danneal")
+  for t in (0, 300, 500, 1000, 2000):
+    assert danneal.tau(t) == pytest.approx(min(0.2, math.exp(-4e-3 * t)), rel=2e-3)
+  # Explicit settings win over the method's defaults.
+  assert inference.InferenceConfig(method="danneal", tau0=0.5).tau0 == 0.5

@@ -4,6 +4,8 @@ These are trained models, so here the entropy model's estimate must match the
 real file size (tiny test models are too poorly calibrated for that check).
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,8 @@ from tfc_inference import synthetic
 SHIPPED = [run for run in checkpoints.list_runs(checkpoints.default_checkpoint_dir())
            if run.split("-")[0] in models.MODEL_CLASSES]
 REQUIRED_CONFIG = ["model", "model_class", "num_filters", "lmbda", "steps",
-                   "batchsize", "patchsize", "lr_schedule", "train_data"]
+                   "batchsize", "patchsize", "lr_schedule", "train_data", "kodak"]
+KODAK_KEYS = ["bpp", "psnr", "ms_ssim", "images"]
 
 
 def test_at_least_one_run_is_shipped():
@@ -32,6 +35,12 @@ def test_shipped_run_config_and_round_trip(run):
     assert key in config, f"{run}/config.json lacks {key}"
   assert run == models.run_name(config["model"], config["num_filters"],
                                 config["lmbda"])
+  # Kodak numbers measured on all 24 images by benchmarks/evaluate_checkpoints.py.
+  for key in KODAK_KEYS + (["net_bpp"] if config["model"] == "mbt2018_bb" else []):
+    assert key in config["kodak"], f"{run}: kodak results lack {key}"
+  assert config["kodak"]["images"] == 24
+  with open(os.path.join(checkpoints.default_checkpoint_dir(), "README.md")) as f:
+    assert f"`{run}`" in f.read(), f"checkpoints/README.md does not list {run}"
   image = synthetic.test_image(256, 256, seed=12)
   x = codec.to_batch(image)
   if config["model"] == "mbt2018_bb":

@@ -25,18 +25,19 @@ Representations of a code point (all arrays have the latents' shape [...]):
 Entropy coding (`fit_symbol_distribution`, `entropy_code`, `entropy_decode`): symbols
 seen while fitting get a categorical model; all others are sent as an ESCAPE symbol
 followed by R (a fitted categorical) and the R - 1 free bits of k (uniform), so any
-code point with at most `max_bits` bits can be coded. Coding uses constriction's ANS
-stack. The paper's rate R(xi) leaves out the cost of telling the decoder where a code
+code point with at most `max_bits` bits can be coded. Coding uses tfc's range coder
+(`create_range_encoder` / `entropy_encode_index`, 16-bit probabilities), as the
+paper codes code points with arithmetic coding. The paper's rate R(xi) leaves out the cost of telling the decoder where a code
 point ends, so real code lengths exceed sum R(xi).
 """
 
 import dataclasses
 from typing import Callable, Iterable, Sequence, Tuple
 
-import constriction
 import numpy as np
 from numpy.typing import ArrayLike
 import tensorflow as tf
+from tensorflow_compression.python.ops import gen_ops
 
 # An elementwise function on float64 arrays (a CDF or a quantile function). It may
 # return a numpy array or a tensor; it receives arrays with the latents' shape, or with
@@ -45,9 +46,11 @@ ElementwiseFn = Callable[[np.ndarray], object]
 
 # float64 represents k / 2^R exactly only up to 52 bits after the binary point.
 _MAX_SUPPORTED_BITS = 52
-# Widest uniform chunk of free bits coded at once; constriction's models have 24-bit
-# precision, so a uniform model over 2^12 symbols is still exact.
+# Widest uniform chunk of free bits coded at once: one range-coder table per width
+# 1 .. 12, each well inside the coder's 16-bit probability resolution.
 _CHUNK_BITS = 12
+# Probability precision of tfc's range coder (its maximum).
+_PRECISION = 16
 
 
 @dataclasses.dataclass
@@ -351,94 +354,137 @@ def _free_bit_chunks(bits, max_bits):
     yield start, who, np.minimum(_CHUNK_BITS, free[who] - start)
 
 
-def entropy_code(symbols: ArrayLike, distribution: SymbolDistribution) -> bytes:
-  """Codes symbols (any shape, flattened in C order) into bytes (little-endian).
+def _quantized_cdf(probabilities):
+  """One range-coder table: [-precision, cdf...], with an unused overflow slot.
 
-  The decoder reads, in order: the categorical index of every symbol, then for the
-  escaped ones their bits R, then chunk by chunk their free numerator bits. ANS is a
-  stack, so the encoder pushes these in the reverse order.
+  tfc's tables reserve their last symbol for out-of-range values; every value we
+  code is in range (escapes are handled above the coder), so it gets ~0 mass.
   """
-  symbols = np.asarray(symbols, np.int64).ravel()
-  if symbols.size and (symbols.min() < 1
-                       or symbols.max() >= 2 ** distribution.max_bits):
-    raise ValueError(f"symbols exceed the distribution's {distribution.max_bits} bits")
-  coder = constriction.stream.stack.AnsCoder()
-  push_symbols(coder, symbols, distribution)
-  return coder.get_compressed().astype("<u4").tobytes()
+  pmf = np.append(np.asarray(probabilities, np.float32), np.float32(0))
+  cdf = gen_ops.pmf_to_quantized_cdf(tf.constant(pmf), precision=_PRECISION)
+  return np.concatenate([[-_PRECISION], cdf.numpy()]).astype(np.int32)
+
+
+class RangeCodingTables:
+  """tfc range-coder lookup for a list of `SymbolDistribution`s (one per stream).
+
+  Table layout: the uniform tables for free-bit chunks of width 1 .. 12 first, then
+  per distribution its categorical table (if it has one) and its bits-R table.
+  """
+
+  def __init__(self, distributions: Sequence["SymbolDistribution"]):
+    tables = [_quantized_cdf(np.full([1 << w], 1. / (1 << w)))
+              for w in range(1, _CHUNK_BITS + 1)]
+    self.categorical_table, self.bits_table = [], []
+    for d in distributions:
+      self.categorical_table.append(len(tables) if _has_categorical_stage(d)
+                                    else None)
+      if _has_categorical_stage(d):
+        tables.append(_quantized_cdf(d.probabilities))
+      self.bits_table.append(len(tables))
+      tables.append(_quantized_cdf(d.bits_probabilities))
+    self.distributions = list(distributions)
+    self.lookup = tf.constant(np.concatenate(tables), tf.int32)
+
+
+def _uniform_table(width):
+  return np.asarray(width, np.int32) - 1
+
+
+def _encode(handle, table, values):
+  if not np.size(values):
+    return handle
+  table = np.broadcast_to(np.asarray(table, np.int32), np.shape(values))
+  return gen_ops.entropy_encode_index(handle, tf.constant(table),
+                                      tf.constant(values, tf.int32))
+
+
+def _decode(handle, table, count):
+  if not count:
+    return handle, np.zeros([0], np.int64)
+  table = np.broadcast_to(np.asarray(table, np.int32), [count])
+  handle, values = gen_ops.entropy_decode_index(
+      handle, tf.constant(table), [count], tf.int32)
+  return handle, values.numpy().astype(np.int64)
+
+
+def encode_streams(streams: Sequence[np.ndarray],
+                   tables: RangeCodingTables) -> bytes:
+  """Range codes int64 symbol arrays [n_s], stream s with `tables.distributions[s]`.
+
+  Per stream, in order: the categorical index of every symbol, then the bits R of
+  the escaped ones, then chunk by chunk their free numerator bits (the range coder
+  is a queue: the decoder reads in the same order).
+  """
+  handle = gen_ops.create_range_encoder([], tables.lookup)
+  for s, (symbols, d) in enumerate(zip(streams, tables.distributions)):
+    symbols = np.asarray(symbols, np.int64).ravel()
+    if symbols.size and (symbols.min() < 1 or symbols.max() >= 2 ** d.max_bits):
+      raise ValueError(f"symbols exceed the distribution's {d.max_bits} bits")
+    index = _categorical_indices(symbols, d)
+    if tables.categorical_table[s] is not None:
+      handle = _encode(handle, tables.categorical_table[s], index)
+    escaped = symbols[index == d.escape_index]
+    _, bits = symbols_to_code_points(escaped)
+    handle = _encode(handle, tables.bits_table[s], bits)
+    for start, who, width in _free_bit_chunks(bits, d.max_bits):
+      chunk = (escaped[who] >> start) & ((1 << width) - 1)
+      handle = _encode(handle, _uniform_table(width), chunk)
+  return gen_ops.entropy_encode_finalize(handle).numpy()
+
+
+def decode_streams(data: bytes, tables: RangeCodingTables,
+                   counts: Sequence[int]) -> list:
+  """Inverse of `encode_streams`: int64 arrays [counts[s]].
+
+  Raises ValueError if the range decoder reports that `data` does not match.
+  """
+  handle = gen_ops.create_range_decoder(tf.constant(data), tables.lookup)
+  streams = []
+  for s, (count, d) in enumerate(zip(counts, tables.distributions)):
+    index = np.full([count], d.escape_index, np.int64)
+    if tables.categorical_table[s] is not None:
+      handle, index = _decode(handle, tables.categorical_table[s], count)
+    escape = index == d.escape_index
+    symbols = _padded_table(d)[np.minimum(index, d.escape_index)]
+    handle, bits = _decode(handle, tables.bits_table[s], int(escape.sum()))
+    if np.any((bits < 1) | (bits > d.max_bits)):
+      raise ValueError("range-coded data is corrupt (impossible code-point length)")
+    escaped = np.left_shift(1, np.maximum(bits, 1) - 1)  # each symbol's leading 1
+    for start, who, width in _free_bit_chunks(bits, d.max_bits):
+      handle, chunk = _decode(handle, _uniform_table(width), who.size)
+      escaped[who] |= chunk << start
+    symbols[escape] = escaped
+    streams.append(symbols)
+  if not gen_ops.entropy_decode_finalize(handle).numpy():
+    raise ValueError("range-coded data is corrupt or was coded with other tables")
+  return streams
+
+
+def entropy_code(symbols: ArrayLike, distribution: SymbolDistribution) -> bytes:
+  """Codes symbols (any shape, flattened in C order) into bytes."""
+  return encode_streams([np.asarray(symbols, np.int64).ravel()],
+                        RangeCodingTables([distribution]))
 
 
 def entropy_decode(data: bytes, distribution: SymbolDistribution,
                    shape: Sequence[int]) -> np.ndarray:
   """Inverse of `entropy_code`: int64 symbols of the given `shape`."""
-  count = int(np.prod(shape))
-  coder = constriction.stream.stack.AnsCoder(
-      np.frombuffer(data, "<u4").astype(np.uint32))
-  symbols = pop_symbols(coder, count, distribution)
+  (symbols,) = decode_streams(data, RangeCodingTables([distribution]),
+                              [int(np.prod(shape))])
   return symbols.reshape(shape)
 
 
-def push_symbols(coder, symbols: np.ndarray, distribution: SymbolDistribution):
-  """Pushes int64 symbols [n] onto an ANS `coder` (see `entropy_code` for the layout).
-
-  Several calls on one coder (e.g. one per channel, each with its own distribution)
-  share a stream; pop them with `pop_symbols` in the reverse order.
-  """
-  index = _categorical_indices(symbols, distribution)
-  escaped = symbols[index == distribution.escape_index]
-  _, bits = symbols_to_code_points(escaped)
-  chunks = list(_free_bit_chunks(bits, distribution.max_bits))
-  for start, who, width in reversed(chunks):
-    if who.size:
-      chunk = (escaped[who] >> start) & ((1 << width) - 1)
-      coder.encode_reverse(chunk.astype(np.int32), constriction.stream.model.Uniform(),
-                           (1 << width).astype(np.int32))
-  if escaped.size:
-    coder.encode_reverse(bits.astype(np.int32), _bits_model(distribution))
-  if symbols.size and _has_categorical_stage(distribution):
-    coder.encode_reverse(index.astype(np.int32), _categorical_model(distribution))
-
-
-def pop_symbols(coder, count: int, distribution: SymbolDistribution) -> np.ndarray:
-  """Inverse of `push_symbols`: pops `count` int64 symbols [count]."""
-  index = np.full([count], distribution.escape_index, np.int64)
-  if count and _has_categorical_stage(distribution):
-    index = coder.decode(_categorical_model(distribution), count).astype(np.int64)
-  escape = index == distribution.escape_index
-  symbols = _padded_table(distribution)[index]
-  bits = np.zeros([0], np.int64)
-  if np.any(escape):
-    bits = coder.decode(_bits_model(distribution), int(escape.sum())).astype(np.int64)
-  escaped = np.left_shift(1, np.maximum(bits, 1) - 1)  # the leading 1 of each symbol
-  for start, who, width in _free_bit_chunks(bits, distribution.max_bits):
-    if who.size:
-      chunk = coder.decode(constriction.stream.model.Uniform(),
-                           (1 << width).astype(np.int32)).astype(np.int64)
-      escaped[who] |= chunk << start
-  symbols[escape] = escaped
-  return symbols
-
-
 def _has_categorical_stage(distribution):
-  # Without known symbols everything escapes with probability 1: nothing to code (and
-  # constriction has no one-symbol categorical).
+  # Without known symbols everything escapes with probability 1: nothing to code.
   return distribution.escape_index > 0
-
-
-def _categorical_model(distribution):
-  return constriction.stream.model.Categorical(
-      np.ascontiguousarray(distribution.probabilities, np.float64), perfect=False)
-
-
-def _bits_model(distribution):
-  # Over 0 .. max_bits: R = 0 never occurs, but it keeps the size >= 2.
-  return constriction.stream.model.Categorical(
-      np.ascontiguousarray(distribution.bits_probabilities, np.float64), perfect=False)
 
 
 def information_content_bits(symbols: ArrayLike,
                              distribution: SymbolDistribution) -> float:
   """Ideal code length of `symbols` under `distribution` (bits, float): what
-  `entropy_code` achieves up to ANS overhead and its final 32-bit word."""
+  `entropy_code` achieves up to the 16-bit quantization of the probabilities and
+  the range coder's termination."""
   symbols = np.asarray(symbols, np.int64).ravel()
   index = _categorical_indices(symbols, distribution)
   total = -np.sum(np.log2(distribution.probabilities[index]))

@@ -32,7 +32,7 @@ stored in `weights.npz` under `tables/`, see `CodingTables`):
 Files (`file_format.CompressedFile`, method "bayesian_ac" for all three quantizers):
 `y_shape` is the latent (h, w), `z_shape` is (0, 0), `extra` is `struct.pack("<BdH",
 quantizer id, parameter, table index)` with parameter = lambda, step or K, and the
-one payload string is a single ANS stream (constriction) of all channels, channel 0
+one payload string is a single tfc range-coder string of all channels, channel 0
 first, each channel's symbols in C order. The fingerprint covers weights and tables.
 
 Units: bpp from real file sizes (header included), est_bpp from the symbols'
@@ -49,7 +49,6 @@ import struct
 import time
 from typing import Dict, List
 
-import constriction
 import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
@@ -302,12 +301,8 @@ def fit_channel_distributions(symbols, alphabet_limit=ALPHABET_LIMIT,
 
 
 # ---------------------------------------------------------------- entropy coding
-# One ANS stream for all channels (each with its own distribution), in the layout
-# of `bayesian_ac.entropy_code` per channel: categorical indices, then the bits R of
-# escaped symbols, then their free numerator bits; channel 0 is read first.
-_push_channel = bayesian_ac.push_symbols
-_pop_channel = bayesian_ac.pop_symbols
-
+# One range-coded string for all channels (each with its own distribution), in the
+# layout of `bayesian_ac.encode_streams`; channel 0 is read first.
 
 def _channel_major(symbols):
   symbols = np.asarray(symbols, np.int64)
@@ -319,24 +314,19 @@ def code_channels(symbols, distributions):
   columns = _channel_major(symbols)
   if len(columns) != len(distributions):
     raise ValueError(f"{len(columns)} channels but {len(distributions)} tables")
-  for column, distribution in zip(columns, distributions):
-    if column.size and (column.min() < 1
-                        or column.max() >= 2 ** distribution.max_bits):
-      raise ValueError("a symbol exceeds its table's bit budget")
-  coder = constriction.stream.stack.AnsCoder()
-  for column, distribution in reversed(list(zip(columns, distributions))):
-    _push_channel(coder, np.ascontiguousarray(column), distribution)
-  return coder.get_compressed().astype("<u4").tobytes()
+  return bayesian_ac.encode_streams(
+      list(columns), bayesian_ac.RangeCodingTables(distributions))
 
 
 def decode_channels(data, distributions, shape):
   """Inverse of `code_channels`: int64 symbols of `shape` [..., N]."""
-  if len(data) % 4:
-    raise file_format.FormatError("payload is not a whole number of 32-bit words")
   count = int(np.prod(shape[:-1]))
-  coder = constriction.stream.stack.AnsCoder(
-      np.frombuffer(data, "<u4").astype(np.uint32))
-  columns = [_pop_channel(coder, count, d) for d in distributions]
+  try:
+    columns = bayesian_ac.decode_streams(
+        data, bayesian_ac.RangeCodingTables(distributions),
+        [count] * len(distributions))
+  except ValueError as error:
+    raise file_format.FormatError(str(error)) from error
   return np.stack(columns, axis=-1).reshape(shape)
 
 

@@ -30,7 +30,20 @@ _LN2 = float(np.log(2.))
 
 
 def configure_determinism():
-  """Makes TF ops deterministic so the decoder repeats the encoder's BBVI exactly."""
+  """Makes TF ops deterministic so the decoder repeats the encoder's BBVI exactly.
+
+  With op determinism on, TF refuses random ops without a seed, e.g. the
+  initializers of a model built afterwards in the same process (whose values the
+  loaded weights replace). A global seed, if none is set yet, keeps those legal;
+  BBVI itself uses explicitly seeded stateless ops.
+  """
+  from tensorflow.python.framework import random_seed  # pylint: disable=import-outside-toplevel
+  try:
+    unseeded = random_seed.get_seed(None)[0] is None
+  except RuntimeError:  # determinism already on without a seed
+    unseeded = True
+  if unseeded:
+    tf.random.set_seed(0)
   try:
     tf.config.experimental.enable_op_determinism()
   except AttributeError:  # older TF

@@ -158,10 +158,18 @@ def define_inference_flags(method):
       "lr", None,
       f"Adam learning rate. Default: {inference.DEFAULT_LR[method]:g} for "
       f"{method} (5e-3 for sga/map/unoise/danneal, 1e-4 for ste).")
-  flags.DEFINE_float("annealing_rate", 1e-3,
-                     "c in tau(t) = min(tau0, tau0 * exp(-c * (t - t0))).")
-  flags.DEFINE_integer("t0", 700, "t0 of the temperature schedule (iterations).")
-  flags.DEFINE_float("tau0", 0.5, "Initial (maximal) temperature tau0.")
+  tau0, rate, t0 = inference.DEFAULT_SCHEDULE.get(
+      method, inference.DEFAULT_SCHEDULE["sga"])
+  flags.DEFINE_float(
+      "annealing_rate", None,
+      f"c in tau(t) = min(tau0, tau0 * exp(-c * (t - t0))). Default: {rate:g} "
+      f"for {method} (sga: 1e-3; danneal: 4e-3, the authors' DA schedule).")
+  flags.DEFINE_integer(
+      "t0", None, f"t0 of the temperature schedule (iterations). Default: {t0} "
+      f"for {method} (sga: 700; danneal: 402).")
+  flags.DEFINE_float(
+      "tau0", None, f"Initial (maximal) temperature tau0. Default: {tau0:g} for "
+      f"{method} (sga: 0.5; danneal: 0.2).")
   flags.DEFINE_enum("schedule", "paper", ["paper", "naive"],
                     "Temperature schedule: paper = min(tau0, tau0*exp(-c(t-t0))); "
                     "naive = tau0*exp(-c t).")

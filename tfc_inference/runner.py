@@ -18,12 +18,13 @@ exists into the CSVs.
 Units: bpp in bits per pixel (bits-back methods: `bpp` is the *net* rate, file
 bits minus the side-information bits got back; the file's own rate is
 `file_bpp`), PSNR in dB, MS-SSIM linear in [0, 1], times in seconds. The
-"lambda" of JPEG is its quality setting.
+"lambda" of JPEG is its quality setting, that of Bayesian AC its compression-time
+rate penalty (one bls2017_vae run gives a whole curve).
 
-Adding a method (e.g. Bayesian arithmetic coding):
+Adding a method:
 
   runner.register(runner.Method(
-      name="bayesian_ac", encode=my_encode, families=("mbt2018",),
+      name="my_method", encode=my_encode, families=("mbt2018",),
       default_runs="mbt2018-*", settings=("seed",)))
 
 where `my_encode(run, batch, options)` gets a loaded `Run`, a list of
@@ -52,6 +53,10 @@ import numpy as np
 from tfc_inference import evaluation
 
 DEFAULT_JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+# Twelve operating points of one Bayesian AC model, spanning its fitted tables.
+DEFAULT_BAC_LAMBDAS = (0.003, 0.006, 0.01, 0.02, 0.03, 0.06, 0.1, 0.2, 0.3, 0.6,
+                       1., 3.)
+BAC_LAMBDA_TAG = "-bac_lmbda="
 RESULT_SUFFIX = ".json"
 VARIANT_SEPARATOR = "@"
 
@@ -81,6 +86,7 @@ class Options:
   seed: seed of SGA sampling, BBVI and the bits-back side information.
   crop: optional (height, width) center crop applied to every image.
   jpeg_qualities: the qualities (0-100) the jpeg method sweeps.
+  bac_lambdas: the rate penalties the bayesian_ac method sweeps.
   checkpoint_dir: folder of run directories (None: the shipped one).
   progress_every: print iterative-inference progress every N iterations
     (0: only the per-item progress bar).
@@ -92,6 +98,7 @@ class Options:
   seed: int = 0
   crop: Optional[Tuple[int, int]] = None
   jpeg_qualities: Sequence[int] = DEFAULT_JPEG_QUALITIES
+  bac_lambdas: Sequence[float] = DEFAULT_BAC_LAMBDAS
   checkpoint_dir: Optional[str] = None
   progress_every: int = 0
 
@@ -105,6 +112,9 @@ class Options:
       raise UserError(f"--batch_images must be >= 1, got {self.batch_images}")
     if not self.jpeg_qualities:
       raise UserError("--jpeg_qualities is empty")
+    if not self.bac_lambdas or any(
+        not (float(v) >= 0 and math.isfinite(float(v))) for v in self.bac_lambdas):
+      raise UserError("--bac_lambdas must be finite numbers >= 0")
     for quality in self.jpeg_qualities:
       if not 0 <= int(quality) <= 100:
         raise UserError(f"JPEG quality must be in 0..100, got {quality}")
@@ -155,7 +165,8 @@ class Method:
   batched: whether several same-sized images may be encoded in one call.
   settings: names of the `Options` fields that change this method's results
     (recorded in every JSON; summarize warns when they differ in one CSV).
-  list_runs: (options) -> run names, for methods without checkpoints.
+  list_runs: (options, pattern) -> run names, for methods that do not code one
+    checkpoint per run (jpeg: qualities; bayesian_ac: checkpoint x lambda).
   load_run: (run name, options) -> `Run`, for methods without checkpoints.
   description: one line for --help.
   """
@@ -358,7 +369,7 @@ def _bits_back_result(method_name, run, image, y_hat, shared_seconds, bbvi_its,
   return result
 
 
-def _jpeg_runs(options):
+def _jpeg_runs(options, pattern):  # pylint: disable=unused-argument
   return [f"quality={int(q)}" for q in sorted(set(options.jpeg_qualities))]
 
 
@@ -391,6 +402,43 @@ def _encode_jpeg(run, batch, options):  # pylint: disable=unused-argument
         mse=metrics.mse(image, decoded), seconds=seconds,
         decode_seconds=decode_seconds, height=height, width=width,
         quality=run.quality, chroma_subsampling="4:2:0"))
+  return results
+
+
+def _bac_runs(options, pattern):
+  """bls2017_vae runs matching `pattern`, each at every lambda of the sweep."""
+  from tfc_inference import checkpoints  # pylint: disable=import-outside-toplevel
+  pattern = pattern or "bls2017_vae-*"
+  root = _checkpoint_root(options)
+  runs = [name for name in checkpoints.list_runs(root)
+          if name.startswith("bls2017_vae-") and fnmatch.fnmatchcase(name, pattern)
+          and os.path.exists(os.path.join(root, name, checkpoints.WEIGHTS_FILE))]
+  if not runs:
+    raise UserError(f"--runs {pattern!r} matches no trained bls2017_vae run in "
+                    f"{root}")
+  return [f"{run}{BAC_LAMBDA_TAG}{float(v):g}" for run in runs
+          for v in sorted(set(float(v) for v in options.bac_lambdas))]
+
+
+_BAC_CODECS = {}
+
+
+def _load_bac_run(name, options):
+  from tfc_inference import bayesian_ac_image  # pylint: disable=import-outside-toplevel
+  run, lmbda = name.rsplit(BAC_LAMBDA_TAG, 1)
+  key = (run, options.checkpoint_dir)
+  if key not in _BAC_CODECS:  # one model serves every lambda of the sweep
+    _BAC_CODECS[key] = bayesian_ac_image.ImageCodec.load(run, options.checkpoint_dir)
+  return Run(name=name, lmbda=float(lmbda), variant=run, family="bls2017_vae",
+             model=_BAC_CODECS[key])
+
+
+def _encode_bayesian_ac(run, batch, options):  # pylint: disable=unused-argument
+  """Bayesian AC at `run.lmbda`; the file is decoded again by `compress`."""
+  results = []
+  for name, image in batch:
+    _, result, _ = run.model.compress(image, "bayesian_ac", run.lmbda, name=name)
+    results.append(dict(result, file_bpp=result["bpp"]))
   return results
 
 
@@ -430,6 +478,10 @@ register(Method("bb_plain", bits_back_encoder("bb_plain", False, False),
 register(Method("jpeg", _encode_jpeg, (), batched=False,
                 list_runs=_jpeg_runs, load_run=_load_jpeg_run,
                 description="tf.io.encode_jpeg, 4:2:0; lambda column = quality"))
+register(Method("bayesian_ac", _encode_bayesian_ac, (), batched=False,
+                list_runs=_bac_runs, load_run=_load_bac_run,
+                description="Bayesian arithmetic coding with one bls2017_vae run "
+                "(--runs 'bls2017_vae-*'); lambda column = its rate penalty"))
 
 
 # ----------------------------------------------------------------------------
@@ -444,7 +496,7 @@ def _checkpoint_root(options):
 def find_runs(method, pattern, options):
   """Run names of `method` matching the glob `pattern` (None: the default)."""
   if not method.families:
-    return method.list_runs(options)
+    return method.list_runs(options, pattern)
   from tfc_inference import checkpoints  # pylint: disable=import-outside-toplevel
   pattern = pattern or method.default_runs
   root = _checkpoint_root(options)
@@ -637,7 +689,7 @@ def run_method(method_name, results_dir, images_spec, runs_pattern=None,
   options.validate()
   method = get_method(method_name)
   os.makedirs(results_dir, exist_ok=True)
-  if not method.families and runs_pattern:
+  if method.name == "jpeg" and runs_pattern:
     print(f"note: --runs is ignored by method {method.name}", file=out)
   images = find_images(images_spec)
   paths = dict(images)
