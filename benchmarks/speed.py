@@ -96,7 +96,6 @@ def _bb_run_name():
 
 def measure_in_process(kind, image):
   """One measurement in this process; returns a JSON-able dict."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from tfc_inference import bbvi  # pylint: disable=import-outside-toplevel
   from tfc_inference import checkpoints  # pylint: disable=import-outside-toplevel
   from tfc_inference import codec  # pylint: disable=import-outside-toplevel
@@ -150,7 +149,6 @@ def measure_in_process(kind, image):
   inferer.run(x, shape)
   (first, warmup), (last, end) = marks[1], marks[-1]
   per_iteration = (end - warmup) / (last - first)
-  del tf
   return dict(kind=kind, megapixels=megapixels, warmup_seconds=warmup,
               iterations=FLAGS.iterations, seconds_per_iteration=per_iteration,
               seconds_per_iteration_per_mp=per_iteration / megapixels)

@@ -309,22 +309,22 @@ def _channel_major(symbols):
   return symbols.reshape(-1, symbols.shape[-1]).T
 
 
-def code_channels(symbols, distributions):
-  """Entropy codes symbols [..., N] (channel c with distributions[c]) into bytes."""
+def code_channels(symbols, tables):
+  """Entropy codes symbols [..., N] into bytes; `tables`: a
+  `bayesian_ac.RangeCodingTables` with one distribution per channel."""
   columns = _channel_major(symbols)
-  if len(columns) != len(distributions):
-    raise ValueError(f"{len(columns)} channels but {len(distributions)} tables")
-  return bayesian_ac.encode_streams(
-      list(columns), bayesian_ac.RangeCodingTables(distributions))
+  if len(columns) != len(tables.distributions):
+    raise ValueError(f"{len(columns)} channels but {len(tables.distributions)} "
+                     "tables")
+  return bayesian_ac.encode_streams(list(columns), tables)
 
 
-def decode_channels(data, distributions, shape):
+def decode_channels(data, tables, shape):
   """Inverse of `code_channels`: int64 symbols of `shape` [..., N]."""
   count = int(np.prod(shape[:-1]))
   try:
     columns = bayesian_ac.decode_streams(
-        data, bayesian_ac.RangeCodingTables(distributions),
-        [count] * len(distributions))
+        data, tables, [count] * len(tables.distributions))
   except ValueError as error:
     raise file_format.FormatError(str(error)) from error
   return np.stack(columns, axis=-1).reshape(shape)
@@ -578,6 +578,7 @@ class ImageCodec:
     self.fingerprint = vae.fingerprint(model.weight_arrays(), tables)
     self.tables = CodingTables.from_arrays(tables, model.num_filters)
     self.num_channels = model.num_filters
+    self._range_tables = {}
 
   @classmethod
   def load(cls, run, checkpoint_dir=None):
@@ -640,12 +641,21 @@ class ImageCodec:
   def distributions(self, quantizer, table_index):
     return self.tables.symbol_tables[quantizer].distributions[table_index]
 
+  def range_tables(self, quantizer, table_index):
+    """The range coder's lookup for one setting, built once per codec (building
+    it quantizes every channel's CDF, which would dominate each file's time)."""
+    key = (quantizer, table_index)
+    if key not in self._range_tables:
+      self._range_tables[key] = bayesian_ac.RangeCodingTables(
+          self.distributions(quantizer, table_index))
+    return self._range_tables[key]
+
   # ---- files
   def encode(self, posterior, quantized):
     """File bytes of quantized latents."""
     data = code_channels(quantized.symbols,
-                         self.distributions(quantized.quantizer,
-                                            quantized.table_index))
+                         self.range_tables(quantized.quantizer,
+                                           quantized.table_index))
     compressed = file_format.CompressedFile(
         method=METHOD, fingerprint=self.fingerprint, run_name=self.run_name,
         image_shape=posterior.image_shape, y_shape=quantized.symbols.shape[:2],
@@ -670,7 +680,7 @@ class ImageCodec:
       raise file_format.FormatError("latent shape does not match the image shape")
     shape = tuple(compressed.y_shape) + (self.num_channels,)
     symbols = decode_channels(compressed.strings[0],
-                              self.distributions(quantizer, index), shape)
+                              self.range_tables(quantizer, index), shape)
     return quantizer, setting, self.dequantize(quantizer, index, symbols)
 
   def decode(self, data):
