@@ -42,6 +42,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
+# TensorFlow must be imported before app.run: imported inside it, traced GDN
+# layers compute the wrong formula (see transforms.check_graph_tensor_equality).
+import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
 
 from tfc_inference import runner  # pylint: disable=g-import-not-at-top
 

@@ -83,3 +83,27 @@ def test_help_documents_flags():
                "--batchsize", "--patchsize", "--last_step", "--lr", "--seed",
                "--init_from", "--results_dir", "--[no]overwrite"]:
     assert flag in done.stdout
+
+
+def test_evaluate_binary_traces_the_same_model_as_eager_code(
+    tmp_path, checkpoint_dir, run_names):
+  """`evaluate.py run --method sga`'s first true loss (traced code in the binary's
+  process) equals the amortized loss computed eagerly here; it once started from
+  a wrong value because TF was first imported inside absl.app.run."""
+  from tfc_inference import checkpoints, inference  # pylint: disable=g-import-not-at-top
+  image = synthetic.test_image(64, 64, seed=5)
+  source = tmp_path / "img.png"
+  source.write_bytes(tf.io.encode_png(image).numpy())
+  results = tmp_path / "results"
+  done = run("evaluate.py", "run", "--method", "sga", "--sga_its", "1",
+             "--runs", run_names["mbt2018"], f"--images={source}",
+             f"--results_dir={results}", checkpoint_dir=checkpoint_dir)
+  assert done.returncode == 0, done.stderr
+  with open(results / "sga" / run_names["mbt2018"] / "img.json") as f:
+    record = json.load(f)
+  model, _, _ = checkpoints.load_run(run_names["mbt2018"], checkpoint_dir)
+  x = tf.cast(image[None], tf.float32)
+  y, z = model.analyze(x)
+  eager_loss = inference.IterativeInference(
+      model, inference.InferenceConfig()).true_loss(x, y, z, (64, 64))[0]
+  assert record["init_loss"] == pytest.approx(float(eager_loss[0]), rel=1e-4)
