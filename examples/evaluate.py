@@ -57,7 +57,8 @@ flags.DEFINE_list(
 flags.DEFINE_string(
     "runs", None,
     "run: glob (fnmatch) over run names in --checkpoint_dir, e.g. "
-    "'mbt2018-num_filters=64-*'; only runs of the method's model families are "
+    "'mbt2018-num_filters=64-*', or several globs separated by commas (e.g. "
+    "'*-lmbda=0.005,*-lmbda=0.01'); only runs of the method's model families are "
     "used. Default: the method's family ('mbt2018-*' for mbt2018 and the "
     "iterative methods, 'mbt2018_bb-*' for bits-back, 'bmshj2018-*'). Ignored "
     "by jpeg.")
@@ -79,6 +80,11 @@ flags.DEFINE_integer(
     "bbvi_its", 2000,
     "run: iterations of reproducible BBVI over q(z|y) (bb_sga, bb_no_sga); the "
     "decoder repeats them.")
+flags.DEFINE_float(
+    "schedule_scale", 1.,
+    "run: the temperature schedules of sga, danneal and bb_sga see iteration t "
+    "as t * schedule_scale; e.g. 4 with --sga_its 500 runs the paper's "
+    "2000-iteration annealing in 500 steps (a cheaper, shorter protocol).")
 flags.DEFINE_integer("eval_every", 10,
                      "run: true-loss evaluation interval of iterative inference.")
 flags.DEFINE_string("crop", None,
@@ -138,7 +144,7 @@ def _options():
       eval_every=FLAGS.eval_every, batch_images=FLAGS.batch_images,
       seed=FLAGS.seed, crop=runner.parse_crop(FLAGS.crop),
       jpeg_qualities=qualities, checkpoint_dir=FLAGS.checkpoint_dir,
-      progress_every=FLAGS.progress_every)
+      progress_every=FLAGS.progress_every, schedule_scale=FLAGS.schedule_scale)
 
 
 def run_command():

@@ -75,3 +75,18 @@ def test_schedule_defaults_per_method():
     assert danneal.tau(t) == pytest.approx(min(0.2, math.exp(-4e-3 * t)), rel=2e-3)
   # Explicit settings win over the method's defaults.
   assert inference.InferenceConfig(method="danneal", tau0=0.5).tau0 == 0.5
+
+
+def test_schedule_scale_compresses_the_schedule():
+  """schedule_scale=4 over 500 iterations anneals as the default does over 2000."""
+  from tfc_inference import bbvi  # pylint: disable=g-import-not-at-top
+  for method in ("sga", "danneal"):
+    full = inference.InferenceConfig(method=method)
+    short = inference.InferenceConfig(method=method, iterations=500,
+                                      schedule_scale=4.)
+    for t in (0, 100, 175, 250, 499):
+      assert short.tau(t) == pytest.approx(full.tau(4 * t))
+  joint = bbvi.BitsBackConfig(iterations=500, schedule_scale=4.)
+  assert joint.tau(300) == pytest.approx(bbvi.BitsBackConfig().tau(1200))
+  with pytest.raises(ValueError, match="schedule_scale"):
+    inference.InferenceConfig(schedule_scale=0.)

@@ -203,6 +203,18 @@ def test_bits_back_bpp_is_net_and_file_bpp_is_kept(images, tmp_path,
   assert columns["bpp"][0] < np.mean([r["file_bpp"] for r in records])
 
 
+def test_runs_pattern_accepts_several_globs(checkpoint_dir, run_names):
+  options = runner.Options(checkpoint_dir=checkpoint_dir)
+  sga = runner.get_method("sga")
+  both = f"zzz*,{run_names['mbt2018']},{run_names['bmshj2018']}"
+  assert sorted(runner.find_runs(sga, both, options)) == sorted(
+      [run_names["mbt2018"], run_names["bmshj2018"]])
+  assert runner.find_runs(sga, run_names["mbt2018"] + ",", options) == [
+      run_names["mbt2018"]]
+  with pytest.raises(runner.UserError, match="schedule_scale"):
+    runner.Options(schedule_scale=-1.).validate()
+
+
 def test_user_errors(images, tmp_path, checkpoint_dir):
   options = runner.Options(checkpoint_dir=checkpoint_dir)
   with pytest.raises(runner.UserError, match="unknown method"):

@@ -104,10 +104,11 @@ class BitsBackConfig:
   eval_every: int = 10
   seed: int = 0
   optimize_y: bool = True  # False: [A5], only q(z) is optimized (y_hat fixed)
+  schedule_scale: float = 1.0  # as in `inference.InferenceConfig`
 
   def tau(self, step):
-    return rounding.schedule_value(self.schedule, step, self.tau0,
-                                   self.annealing_rate, self.t0)
+    return rounding.schedule_value(self.schedule, step * self.schedule_scale,
+                                   self.tau0, self.annealing_rate, self.t0)
 
 
 class BitsBackInference:

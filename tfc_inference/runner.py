@@ -90,6 +90,9 @@ class Options:
   checkpoint_dir: folder of run directories (None: the shipped one).
   progress_every: print iterative-inference progress every N iterations
     (0: only the per-item progress bar).
+  schedule_scale: the temperature schedules of sga, danneal and bb_sga see
+    iteration t as t * schedule_scale (e.g. 4 with sga_its=500 anneals as the
+    paper's schedule does over 2000 iterations).
   """
   sga_its: int = 2000
   bbvi_its: int = 2000
@@ -101,6 +104,7 @@ class Options:
   bac_lambdas: Sequence[float] = DEFAULT_BAC_LAMBDAS
   checkpoint_dir: Optional[str] = None
   progress_every: int = 0
+  schedule_scale: float = 1.0
 
   def validate(self):
     for name in ("sga_its", "bbvi_its"):
@@ -108,6 +112,9 @@ class Options:
         raise UserError(f"--{name} must be >= 0, got {getattr(self, name)}")
     if self.eval_every < 1:
       raise UserError(f"--eval_every must be >= 1, got {self.eval_every}")
+    if not self.schedule_scale > 0:
+      raise UserError(
+          f"--schedule_scale must be > 0, got {self.schedule_scale}")
     if self.batch_images < 1:
       raise UserError(f"--batch_images must be >= 1, got {self.batch_images}")
     if not self.jpeg_qualities:
@@ -271,7 +278,8 @@ def iterative_encoder(method_name):
     x = _to_batch(batch)
     config = inference.InferenceConfig(
         method=method_name, iterations=options.sga_its,
-        eval_every=options.eval_every, seed=options.seed)
+        eval_every=options.eval_every, seed=options.seed,
+        schedule_scale=options.schedule_scale)
     names = ",".join(name for name, _ in batch)
     progress_fn = None
     if options.progress_every:
@@ -318,7 +326,8 @@ def bits_back_encoder(method_name, joint_sga, reproducible_bbvi):
     if joint_sga:
       config = bbvi.BitsBackConfig(iterations=options.sga_its,
                                    eval_every=options.eval_every,
-                                   seed=options.seed)
+                                   seed=options.seed,
+                                   schedule_scale=options.schedule_scale)
       y_batch, info = bbvi.BitsBackInference(model, config).run(
           x, batch[0][1].shape[:2])
       for i, extra in enumerate(extras):
@@ -462,12 +471,14 @@ register(Method("bmshj2018", amortized_encoder("bmshj2018"), ("bmshj2018",),
 for _name in _ITERATIVE:
   register(Method(_name, iterative_encoder(_name), ("mbt2018", "bmshj2018"),
                   "mbt2018-*", batched=True,
-                  settings=("sga_its", "eval_every", "seed"),
+                  settings=("sga_its", "eval_every", "seed",
+                            "schedule_scale"),
                   description=_ITERATIVE_TITLES[_name] +
                   " (mbt2018 or bmshj2018 runs)"))
 register(Method("bb_sga", bits_back_encoder("bb_sga", True, True),
                 ("mbt2018_bb",), "mbt2018_bb-*", batched=True,
-                settings=("sga_its", "bbvi_its", "eval_every", "seed"),
+                settings=("sga_its", "bbvi_its", "eval_every", "seed",
+                          "schedule_scale"),
                 description="SGA + lossy bits-back with reproducible BBVI [M2]"))
 register(Method("bb_no_sga", bits_back_encoder("bb_no_sga", False, True),
                 ("mbt2018_bb",), "mbt2018_bb-*", settings=("bbvi_its", "seed"),
@@ -494,14 +505,17 @@ def _checkpoint_root(options):
 
 
 def find_runs(method, pattern, options):
-  """Run names of `method` matching the glob `pattern` (None: the default)."""
+  """Run names of `method` matching the glob `pattern` (None: the default);
+  a comma-separated pattern matches runs that match any of its globs."""
   if not method.families:
     return method.list_runs(options, pattern)
   from tfc_inference import checkpoints  # pylint: disable=import-outside-toplevel
   pattern = pattern or method.default_runs
   root = _checkpoint_root(options)
   available = checkpoints.list_runs(root)
-  matched = [name for name in available if fnmatch.fnmatchcase(name, pattern)]
+  globs = [glob for glob in pattern.split(",") if glob]
+  matched = [name for name in available
+             if any(fnmatch.fnmatchcase(name, glob) for glob in globs)]
   if not matched:
     raise UserError(f"--runs {pattern!r} matches no run in {root}"
                     + (f" (available: {', '.join(available)})" if available
