@@ -23,7 +23,6 @@ import tensorflow_compression as tfc
 import tensorflow_probability as tfp
 
 from tfc_inference import models
-from tfc_inference import optimizers
 from tfc_inference import rounding
 
 tfd = tfp.distributions
@@ -74,7 +73,7 @@ def reproducible_bbvi(model, y_hat, iterations=2000, lr=0.003, seed=0):
     return mean0.numpy(), log_var0.numpy()
   mean = tf.Variable(mean0)
   log_var = tf.Variable(log_var0)
-  optimizer = optimizers.built_adam(lr, [mean, log_var])
+  optimizer = tf.keras.optimizers.Adam(lr)
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
   def step(t):
@@ -146,7 +145,7 @@ class BitsBackInference:
     mean = tf.Variable(mean0)
     log_var = tf.Variable(log_var0)
     variables = [mean, log_var] + ([y_var] if config.optimize_y else [])
-    optimizer = optimizers.built_adam(config.lr, variables)
+    optimizer = tf.keras.optimizers.Adam(config.lr)
     valid = None if valid_shape is None else tuple(int(s) for s in valid_shape)
     fixed_eps = tf.random.stateless_normal(tf.shape(mean0), [config.seed, -1])
 

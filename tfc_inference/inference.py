@@ -20,7 +20,6 @@ import tensorflow_compression as tfc
 
 from tfc_inference import metrics
 from tfc_inference import models
-from tfc_inference import optimizers
 from tfc_inference import rounding
 
 METHODS = ("sga", "map", "ste", "unoise", "danneal")
@@ -183,7 +182,7 @@ class IterativeInference:
     y0, z0 = self.model.analyze(x) if init is None else init
     y_var = tf.Variable(y0, name="y")
     z_var = tf.Variable(z0, name="z")
-    optimizer = optimizers.built_adam(config.learning_rate, [y_var, z_var])
+    optimizer = tf.keras.optimizers.Adam(config.learning_rate)
     valid = None if valid_shape is None else tuple(int(s) for s in valid_shape)
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.float32),
