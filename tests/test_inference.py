@@ -88,5 +88,6 @@ def test_schedule_scale_compresses_the_schedule():
       assert short.tau(t) == pytest.approx(full.tau(4 * t))
   joint = bbvi.BitsBackConfig(iterations=500, schedule_scale=4.)
   assert joint.tau(300) == pytest.approx(bbvi.BitsBackConfig().tau(1200))
-  with pytest.raises(ValueError, match="schedule_scale"):
-    inference.InferenceConfig(schedule_scale=0.)
+  for config in (inference.InferenceConfig, bbvi.BitsBackConfig):
+    with pytest.raises(ValueError, match="schedule_scale"):
+      config(schedule_scale=0.)

@@ -105,6 +105,10 @@ class BitsBackConfig:
   optimize_y: bool = True  # False: [A5], only q(z) is optimized (y_hat fixed)
   schedule_scale: float = 1.0  # as in `inference.InferenceConfig`
 
+  def __post_init__(self):
+    rounding.check_optimization_settings(self.schedule, self.iterations,
+                                         self.eval_every, self.schedule_scale)
+
   def tau(self, step):
     return rounding.schedule_value(self.schedule, step * self.schedule_scale,
                                    self.tau0, self.annealing_rate, self.t0)

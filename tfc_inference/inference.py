@@ -61,12 +61,8 @@ class InferenceConfig:
   def __post_init__(self):
     if self.method not in METHODS:
       raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
-    if self.schedule not in rounding.SCHEDULES:
-      raise ValueError(f"schedule must be one of {tuple(rounding.SCHEDULES)}")
-    if self.iterations < 0 or self.eval_every < 1:
-      raise ValueError("iterations must be >= 0 and eval_every >= 1")
-    if not self.schedule_scale > 0:
-      raise ValueError(f"schedule_scale must be > 0, not {self.schedule_scale}")
+    rounding.check_optimization_settings(self.schedule, self.iterations,
+                                         self.eval_every, self.schedule_scale)
     defaults = DEFAULT_SCHEDULE.get(self.method, DEFAULT_SCHEDULE["sga"])
     for name, value in zip(("tau0", "annealing_rate", "t0"), defaults):
       if getattr(self, name) is None:

@@ -89,6 +89,17 @@ def naive_schedule(step, tau0=0.5, annealing_rate=1e-3):
 SCHEDULES = {"paper": paper_schedule, "naive": naive_schedule}
 
 
+def check_optimization_settings(schedule, iterations, eval_every, schedule_scale):
+  """Raises ValueError for settings shared by every iterative optimizer's config:
+  an unknown `schedule` name, iterations < 0, eval_every < 1, schedule_scale <= 0."""
+  if schedule not in SCHEDULES:
+    raise ValueError(f"schedule must be one of {tuple(SCHEDULES)}, not {schedule!r}")
+  if iterations < 0 or eval_every < 1:
+    raise ValueError("iterations must be >= 0 and eval_every >= 1")
+  if not schedule_scale > 0:
+    raise ValueError(f"schedule_scale must be > 0, not {schedule_scale}")
+
+
 def schedule_value(name, step, tau0, annealing_rate, t0):
   """The schedule's temperature at `step` as a Python float (no TF ops: it is
   evaluated once per optimization step)."""
