@@ -296,3 +296,33 @@ def test_evaluation_runner_sweeps_lambda_with_one_run(run, tmp_path):
                                f"{name}{runner.BAC_LAMBDA_TAG}0.3", "img0")) as f:
     record = json.load(f)
   assert record["bpp"] == pytest.approx(8 * record["num_bytes"] / (64 * 96))
+
+
+SHIPPED_VAE_RUNS = [r for r in checkpoints.list_runs(checkpoints.default_checkpoint_dir())
+                    if r.startswith(vae.PREFIX + "-")]
+
+
+@pytest.mark.parametrize("name", SHIPPED_VAE_RUNS)
+def test_shipped_vae_run_gives_many_rates_from_one_model(name):
+  """The shipped run loads, is described, and codes a generated image exactly at
+  every lambda of its fitted grid, with strictly fewer bits as lambda grows."""
+  codec = bi.ImageCodec.load(name)
+  _, _, config, _ = vae.load_run(name)
+  for key in ("num_filters", "sigma2", "steps", "lr_schedule", "train_data",
+              "coding_tables"):
+    assert key in config, f"{name}/config.json lacks {key}"
+  lambdas = [float(v) for v in codec.tables.settings("bayesian_ac")]
+  np.testing.assert_allclose(lambdas, bi.DEFAULT_LAMBDAS)
+  image = synthetic.test_image(128, 128, seed=5)
+  posterior = codec.analyze(image)
+  bpp = []
+  for lmbda in lambdas:
+    data, result, quantized = codec.compress(image, "bayesian_ac", lmbda,
+                                             posterior=posterior)
+    decoded, info = codec.decode(data)
+    np.testing.assert_array_equal(info["values"], quantized.values)
+    np.testing.assert_array_equal(
+        decoded, codec.reconstruct(quantized.values, image.shape))
+    bpp.append(result["bpp"])
+  assert len(lambdas) >= 8 and np.all(np.diff(bpp) < 0), bpp
+  assert bpp[0] > 10 * bpp[-1], bpp
