@@ -58,6 +58,7 @@ from tfc_inference import checkpoints
 from tfc_inference import file_format
 from tfc_inference import image_io
 from tfc_inference import metrics
+from tfc_inference import runner
 from tfc_inference import vae
 
 METHOD = "bayesian_ac"  # the file_format method of every file written here
@@ -68,12 +69,13 @@ PARAMETER_NAMES = {"bayesian_ac": "lambda", "uniform": "step", "kmeans": "levels
                    "jpeg": "quality"}
 ALL_METHODS = ("bayesian_ac", "uniform", "kmeans", "jpeg")
 
-# The shipped run's grid: rates from about 0.1 to 1.7 bpp on Kodak (lambda >= 10
-# gives the low-rate end, where most latents take the 1-bit code point).
-DEFAULT_LAMBDAS = (0.003, 0.01, 0.03, 0.1, 0.3, 1., 3., 10., 30., 100.)
+# The shipped run's grid, the same as the evaluation runner's sweep: rates from
+# about 0.1 to 1.7 bpp on Kodak (lambda >= 10 gives the low-rate end, where most
+# latents take the 1-bit code point).
+DEFAULT_LAMBDAS = runner.DEFAULT_BAC_LAMBDAS
 DEFAULT_UNIFORM_STEPS = (1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.)
 DEFAULT_KMEANS_LEVELS = (2, 3, 4, 6, 8, 12, 16, 24, 32)
-DEFAULT_JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+DEFAULT_JPEG_QUALITIES = runner.DEFAULT_JPEG_QUALITIES
 
 MAX_BITS = 24  # most bits of a Bayesian AC code point (and of any symbol)
 ALPHABET_LIMIT = 1024  # most symbols per channel table; others are escaped

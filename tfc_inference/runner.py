@@ -53,9 +53,10 @@ import numpy as np
 from tfc_inference import evaluation
 
 DEFAULT_JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
-# Ten operating points of one Bayesian AC model: the grid its tables are fitted
-# on by default (bayesian_ac_image.DEFAULT_LAMBDAS, not imported to keep this
-# module free of TF), and what results/kodak/bayesian_ac.csv holds.
+# Ten operating points of one Bayesian AC model: also the grid its coding tables
+# are fitted on by default (bayesian_ac_image.DEFAULT_LAMBDAS is this tuple; it
+# lives here because this module must not import TF), and what
+# results/kodak/bayesian_ac.csv holds.
 DEFAULT_BAC_LAMBDAS = (0.003, 0.01, 0.03, 0.1, 0.3, 1., 3., 10., 30., 100.)
 BAC_LAMBDA_TAG = "-bac_lmbda="
 RESULT_SUFFIX = ".json"
