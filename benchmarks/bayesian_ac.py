@@ -35,6 +35,7 @@ from tfc_inference import bayesian_ac_image as bi  # pylint: disable=g-import-no
 from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
 from tfc_inference import evaluation  # pylint: disable=g-import-not-at-top
 from tfc_inference import image_io  # pylint: disable=g-import-not-at-top
+from tfc_inference import plots  # pylint: disable=g-import-not-at-top
 from tfc_inference import vae  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("run", None,
@@ -56,7 +57,7 @@ flags.DEFINE_bool("write_config", True,
                   "After a sweep of all 24 Kodak images, record the Bayesian AC "
                   "curve in the run's config.json.")
 flags.DEFINE_string("published_dir",
-                    "../shared/data/published/tfc_results/kodak/PSNR_sRGB_RGB",
+                    "results/published/tfc_results/kodak/PSNR_sRGB_RGB",
                     "Folder of published PSNR curves (tfc results .txt); missing "
                     "files are skipped.")
 flags.DEFINE_list("published", ["balle-2017-iclr.txt", "jpeg420.txt"],
@@ -168,18 +169,17 @@ def main(argv):
         bd_rate_of_bayesian_ac_vs=summary["bd_rate_of_bayesian_ac_vs"])
     checkpoints.write_config(run_path, config)
 
-  labels = {"bayesian_ac": "Bayesian AC (one model)", "uniform": "uniform (same model)",
-            "kmeans": "k-means (same model)", "jpeg": "JPEG 4:2:0 (ours)"}
-  curves = {labels[m]: ([r["bpp"] for r in rs], [r["psnr"] for r in rs])
+  # Method names as labels: `plots.style` gives each its name and colour.
+  curves = {m: ([r["bpp"] for r in rs], [r["psnr"] for r in rs])
             for m, rs in rows.items()}
   for name in FLAGS.published:
     path = os.path.join(FLAGS.published_dir, name)
     if os.path.exists(path):
       curves[f"published: {os.path.splitext(name)[0]}"] = evaluation.read_curve(path)
-  evaluation.plot_rd(curves, os.path.join(results_dir, "rd_psnr.png"),
-                     title=f"Kodak ({len(images)} images), {codec.run_name}")
-  evaluation.plot_rd(
-      {labels[m]: ([r["bpp"] for r in rs], ms_ssim_db([r["ms_ssim"] for r in rs]))
+  plots.plot_rd(curves, os.path.join(results_dir, "rd_psnr.png"),
+                title=f"Kodak ({len(images)} images), {codec.run_name}")
+  plots.plot_rd(
+      {m: ([r["bpp"] for r in rs], ms_ssim_db([r["ms_ssim"] for r in rs]))
        for m, rs in rows.items()},
       os.path.join(results_dir, "rd_ms_ssim.png"),
       ylabel="MS-SSIM (dB, -10 log10(1 - MS-SSIM))",

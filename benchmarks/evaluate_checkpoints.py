@@ -37,9 +37,10 @@ from tfc_inference import models  # pylint: disable=g-import-not-at-top
 from tfc_inference import runner  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("kodak", "../shared/data/kodak/*.png", "Glob of Kodak images.")
-flags.DEFINE_string("published", "../shared/data/published/yang2020_improving_inference"
+flags.DEFINE_string("published", "results/published/yang2020_improving_inference"
                     "/kodak/mbt2018-psnr.csv",
-                    "Published base-hyperprior curve (headerless bpp, psnr).")
+                    "Published base-hyperprior curve (headerless bpp, psnr; shipped "
+                    "in results/published/, see its README).")
 flags.DEFINE_string("checkpoint_dir", None, "Run folder (default: shipped).")
 flags.DEFINE_list("runs", None, "Runs to evaluate (default: all shipped).")
 flags.DEFINE_string("results_dir", "results/kodak",

@@ -31,6 +31,7 @@ from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
 from tfc_inference import codec  # pylint: disable=g-import-not-at-top
 from tfc_inference import image_io  # pylint: disable=g-import-not-at-top
 from tfc_inference import inference  # pylint: disable=g-import-not-at-top
+from tfc_inference import progress  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("run", "mbt2018-num_filters=64-lmbda=0.01", "Mean-scale run.")
 flags.DEFINE_string("checkpoint_dir", None, "Run folder (default: shipped).")
@@ -64,7 +65,7 @@ def run_method(model, run_name, method, batch, out_dir):
       progress_fn=lambda p: print(
           f"  [{method} {','.join(names)}] it {p['iteration']} tau {p['tau']:.3f} "
           f"relaxed {p['relaxed_loss']:.4f} true {p['true_loss']:.4f} "
-          f"{p['elapsed']:.0f}s ETA {p['eta']:.0f}s", flush=True)).run(
+          f"{p['elapsed']:.0f}s ETA {progress.format_seconds(p['eta'])}", flush=True)).run(
               x, batch[0][1].shape[:2])
   seconds = time.time() - start
   for i, (name, image) in enumerate(batch):

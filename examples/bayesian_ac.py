@@ -45,8 +45,10 @@ from tfc_inference import bayesian_ac_image as bi  # pylint: disable=g-import-no
 from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
 from tfc_inference import cli  # pylint: disable=g-import-not-at-top
 from tfc_inference import commands  # pylint: disable=g-import-not-at-top
+from tfc_inference import decoding  # pylint: disable=g-import-not-at-top
 from tfc_inference import file_format  # pylint: disable=g-import-not-at-top
 from tfc_inference import image_io  # pylint: disable=g-import-not-at-top
+from tfc_inference import output_paths  # pylint: disable=g-import-not-at-top
 from tfc_inference import vae  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -163,12 +165,11 @@ def _setting():
 def compress(run, input_spec, output=None):
   """`compress RUNNAME INPUT [OUTPUT]`."""
   quantizer, setting = _setting()
+  inputs = image_io.expand_inputs(input_spec, warn=cli.warn)
+  outputs = cli.plan_outputs(inputs, output, FILE_SUFFIX)
+  cli.prepare_outputs()
   codec = bi.ImageCodec.load(run, cli.checkpoint_dir())
   codec.table_index(quantizer, setting)  # a bad setting fails before any work
-  inputs = image_io.expand_inputs(input_spec, warn=cli.warn)
-  outputs = cli.output_paths(inputs, output, FILE_SUFFIX)
-  for path in outputs:
-    cli.check_writable(path)
   for (name, image), path in zip(inputs, outputs):
     data, result, _ = codec.compress(image, quantizer, setting, name=name)
     cli.write_bytes(path, data)
@@ -181,24 +182,24 @@ def decompress(input_path, output=None):
   """`decompress INPUT [OUTPUT]`: the run comes from the file header."""
   compressed = file_format.read_file(input_path)
   if compressed.method != bi.METHOD:
-    raise file_format.FormatError(
-        f"{input_path}: a {compressed.method!r} file; decode it with that "
-        "method's binary")
-  codec = bi.ImageCodec.load(compressed.run_name, cli.checkpoint_dir())
-  if output is None:
-    stem = (input_path[:-len(FILE_SUFFIX)] if input_path.endswith(FILE_SUFFIX)
-            else input_path)
-    output = stem + ".png"
+    raise file_format.wrong_binary_error(input_path, compressed.method)
+  with file_format.decoding_errors(input_path):
+    decoding.check_header(compressed, FLAGS.max_pixels)
+  output = output_paths.decoded_path(input_path, output, FILE_SUFFIX)
   cli.check_writable(output)
-  quantizer, setting, values = codec.decode_latents(compressed)
-  image = codec.reconstruct(values, compressed.image_shape)
-  image_io.write_png(output, image)
+  codec = decoding.load_named_run(compressed.run_name, cli.checkpoint_dir(),
+                                  bayesian_ac=True)
+  with file_format.decoding_errors(input_path):
+    image, info = decoding.decode_parsed(compressed, codec, FLAGS.max_pixels)
+  quantizer, setting = info["quantizer"], info["setting"]
+  image_io.write_png(output, image, FLAGS.overwrite)
   cli.say(f"{input_path} ({quantizer} {bi.PARAMETER_NAMES[quantizer]} {setting:g}, "
           f"run {codec.run_name}) -> {output} [{image.shape[1]}x{image.shape[0]}]")
 
 
 def rd(run, input_spec):
   """`rd RUNNAME INPUT`: R-D sweep of every method with the one model."""
+  cli.prepare_outputs()
   codec = bi.ImageCodec.load(run, cli.checkpoint_dir())
   inputs = image_io.expand_inputs(input_spec, warn=cli.warn)
   methods = list(FLAGS.methods)

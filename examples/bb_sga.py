@@ -19,6 +19,7 @@ from tfc_inference import bits_back_binary  # pylint: disable=g-import-not-at-to
 
 __doc__ = bits_back_binary.define("bb_sga")  # pylint: disable=redefined-builtin
 flags.adopt_module_key_flags(cli)
+flags.adopt_module_key_flags(bits_back_binary)
 
 if __name__ == "__main__":
   app.run(bits_back_binary.main("bb_sga", __doc__))

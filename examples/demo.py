@@ -25,12 +25,13 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
 from tfc_inference import cli  # pylint: disable=g-import-not-at-top
 from tfc_inference import codec  # pylint: disable=g-import-not-at-top
-from tfc_inference import commands  # pylint: disable=g-import-not-at-top
+from tfc_inference import decoding  # pylint: disable=g-import-not-at-top
 from tfc_inference import demo_image  # pylint: disable=g-import-not-at-top
 from tfc_inference import file_format  # pylint: disable=g-import-not-at-top
 from tfc_inference import image_io  # pylint: disable=g-import-not-at-top
 from tfc_inference import inference  # pylint: disable=g-import-not-at-top
 from tfc_inference import metrics  # pylint: disable=g-import-not-at-top
+from tfc_inference import progress  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("image", None,
                     "Image to compress. Default: matplotlib's sample photo, or a "
@@ -85,7 +86,7 @@ def main(argv):
       model, config, progress_every=max(1, its // 4),
       progress_fn=lambda p: print(
           f"  it {p['iteration']:4d}  tau {p['tau']:.3f}  true loss "
-          f"{p['true_loss']:.4f}  elapsed {p['elapsed']:.0f}s  ETA {p['eta']:.0f}s",
+          f"{p['true_loss']:.4f}  elapsed {p['elapsed']:.0f}s  ETA {progress.format_seconds(p['eta'])}",
           flush=True)).run(x, image.shape[:2])
   rows.append(("SGA [M1]", "sga", result.y_hat, result.z_hat, time.time() - start))
 
@@ -98,7 +99,7 @@ def main(argv):
     with open(path, "wb") as f:
       f.write(data)
     with open(path, "rb") as f:  # decode from disk, as a receiver would
-      decoded, _ = commands.decode_file(
+      decoded, _ = decoding.decode_parsed(
           file_format.CompressedFile.from_bytes(f.read()), model)
     image_io.write_png(path[:-len(".tfci")] + ".png", decoded)
     bpp = metrics.bits_per_pixel(len(data), *image.shape[:2])

@@ -118,6 +118,14 @@ flags.DEFINE_string(
     "reference", None,
     "plot: the curve the savings figure and BD-rates are relative to "
     "(default: the first --csv).")
+flags.DEFINE_string(
+    "title", None,
+    "plot: title of every figure; state the protocol (images, iterations, "
+    "which checkpoints).")
+flags.DEFINE_float(
+    "max_bpp", 1.2,
+    "plot: right end of the rate axis of the R-D figures (0: show every "
+    "point); the default shows the learned codecs' region.")
 
 FLAGS = flags.FLAGS
 
@@ -165,7 +173,8 @@ def summarize_command():
 def plot_command():
   if not FLAGS.out:
     raise runner.UserError("plot needs --out DIR")
-  runner.plot_command(FLAGS.csv, FLAGS.out, FLAGS.reference)
+  runner.plot_command(FLAGS.csv, FLAGS.out, FLAGS.reference, title=FLAGS.title,
+                      max_bpp=FLAGS.max_bpp)
 
 
 SUBCOMMANDS = {

@@ -54,6 +54,41 @@ def checkpoint_dir(tmp_path_factory):
   return str(root)
 
 
+BAC_FILTERS = 8
+BAC_TRAIN_STEPS = 40
+BAC_LAMBDAS = (0.003, 0.03, 0.3, 3.)
+BAC_FIT = dict(lambdas=BAC_LAMBDAS, uniform_steps=(0.05, 0.2), kmeans_levels=(2, 4),
+               prior_steps=150, max_rows=20000)
+
+
+def bac_train_images():
+  return synthetic.image_batch(12, 96, 96, seed=100)
+
+
+@pytest.fixture(scope="session")
+def bayesian_ac_run(tmp_path_factory):
+  """(checkpoint dir, run name): a tiny VAE trained by `training.train`, fitted."""
+  from tfc_inference import bayesian_ac_image as bi  # pylint: disable=import-outside-toplevel
+  from tfc_inference import training  # pylint: disable=import-outside-toplevel
+  from tfc_inference import vae  # pylint: disable=import-outside-toplevel
+  root = str(tmp_path_factory.mktemp("bac_checkpoints"))
+  name = vae.run_name(BAC_FILTERS)
+  path = os.path.join(root, name)
+  tf.random.set_seed(0)
+  images = tf.constant(bac_train_images(), tf.float32)
+  dataset = tf.data.Dataset.from_tensors(images).repeat().map(
+      lambda x: tf.image.random_crop(x, (4, 64, 64, 3), seed=1))
+  model = vae.BLS2017VAE(num_filters=BAC_FILTERS)
+  model.build_all()
+  config = dict(model=vae.PREFIX, num_filters=BAC_FILTERS, sigma2=model.sigma2)
+  training.train(model, path, dataset, BAC_TRAIN_STEPS, 1e-3, config=config,
+                 log_every=BAC_TRAIN_STEPS, save_every=10 ** 6,
+                 print_fn=lambda m: None)
+  assert config["steps"] == BAC_TRAIN_STEPS
+  bi.fit_run(model, path, list(bac_train_images()), config, **BAC_FIT)
+  return root, name
+
+
 @pytest.fixture(scope="session")
 def run_names():
   return {p: models.run_name(p, TINY_FILTERS, 0.01) for p in models.MODEL_CLASSES}

@@ -15,39 +15,20 @@ from tfc_inference import checkpoints
 from tfc_inference import file_format
 from tfc_inference import image_io
 from tfc_inference import synthetic
-from tfc_inference import training
 from tfc_inference import vae
 
+from conftest import BAC_FILTERS as NUM_FILTERS  # pylint: disable=g-bad-import-order
+from conftest import BAC_FIT as FIT
+from conftest import BAC_LAMBDAS as LAMBDAS
+from conftest import bac_train_images as train_images
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NUM_FILTERS = 8
-TRAIN_STEPS = 40
-LAMBDAS = (0.003, 0.03, 0.3, 3.)
-FIT = dict(lambdas=LAMBDAS, uniform_steps=(0.05, 0.2), kmeans_levels=(2, 4),
-           prior_steps=150, max_rows=20000)
-
-
-def train_images():
-  return synthetic.image_batch(12, 96, 96, seed=100)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(bayesian_ac_run):
   """(checkpoint dir, run name): a tiny VAE trained by `training.train`, fitted."""
-  root = str(tmp_path_factory.mktemp("bac_checkpoints"))
-  name = vae.run_name(NUM_FILTERS)
-  path = os.path.join(root, name)
-  tf.random.set_seed(0)
-  images = tf.constant(train_images(), tf.float32)
-  dataset = tf.data.Dataset.from_tensors(images).repeat().map(
-      lambda x: tf.image.random_crop(x, (4, 64, 64, 3), seed=1))
-  model = vae.BLS2017VAE(num_filters=NUM_FILTERS)
-  model.build_all()
-  config = dict(model=vae.PREFIX, num_filters=NUM_FILTERS, sigma2=model.sigma2)
-  training.train(model, path, dataset, TRAIN_STEPS, 1e-3, config=config,
-                 log_every=TRAIN_STEPS, save_every=10 ** 6, print_fn=lambda m: None)
-  assert config["steps"] == TRAIN_STEPS
-  bi.fit_run(model, path, list(train_images()), config, **FIT)
-  return root, name
+  return bayesian_ac_run
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +208,14 @@ def test_rate_distortion_sweep_writes_csvs_and_channel_report(codec, tmp_path):
   assert len(report["channels"]) == NUM_FILTERS and report["lambdas"] == [0.01, 1.]
   for channel in report["channels"]:
     assert len(channel["bits_per_latent"]) == 2
-    assert channel["bits_per_latent"][0] >= channel["bits_per_latent"][1]
+    # Guaranteed per latent, hence per channel: the minimizer of
+    # D(xi) + 2 lambda sigma^2 R(xi) has R non-increasing in lambda. The ideal code
+    # length under the fitted per-lambda tables only falls on average (the tables
+    # differ per lambda), so per channel it is not asserted.
+    points = channel["code_point_bits_per_latent"]
+    assert points[0] >= points[1] >= 1
+  assert (sum(ch["bits_per_latent"][0] for ch in report["channels"]) >
+          sum(ch["bits_per_latent"][1] for ch in report["channels"]))
   # Per-channel ideal bits add up to the est_bpp of the sweep.
   total = sum(ch["bits_per_latent"][0] for ch in report["channels"])
   latents = report["latents_per_channel"]

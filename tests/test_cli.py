@@ -107,3 +107,29 @@ def test_evaluate_binary_traces_the_same_model_as_eager_code(
   eager_loss = inference.IterativeInference(
       model, inference.InferenceConfig()).true_loss(x, y, z, (64, 64))[0]
   assert record["init_loss"] == pytest.approx(float(eager_loss[0]), rel=1e-4)
+
+
+def test_short_runs_anneal_and_record_their_schedule(tmp_path, checkpoint_dir,
+                                                     run_names):
+  """`--sga_its 30` fits the paper's schedule to 30 iterations (it would never
+  anneal with t0 = 700), says so, and the JSON records the schedule used."""
+  image = synthetic.test_image(64, 64, seed=8)
+  source = tmp_path / "img.png"
+  source.write_bytes(tf.io.encode_png(image).numpy())
+  for binary, prefix, extra in [
+      ("sga.py", "mbt2018", ["--sga_its", "30"]),
+      ("bb_sga.py", "mbt2018_bb", ["--sga_its", "30", "--bbvi_its", "5"])]:
+    results = tmp_path / binary
+    done = run(binary, "compress", run_names[prefix], str(source),
+               str(tmp_path / f"{binary}.tfci"), f"--results_dir={results}",
+               "--progress_every", "10", *extra, checkpoint_dir=checkpoint_dir)
+    assert done.returncode == 0, done.stderr
+    assert "scale 66.6667" in done.stdout and "ETA ?" in done.stdout
+    with open(results / "img.json") as f:
+      result = json.load(f)
+    assert result["schedule_scale"] == pytest.approx(2000 / 30)
+    assert (result["tau0"], result["t0"]) == (0.5, 700)
+    assert result["final_tau"] == pytest.approx(
+        min(0.5, 0.5 * np.exp(-1e-3 * (29 * 2000 / 30 - 700))))
+    assert result["final_tau"] < 0.2
+    assert 0 < result["est_bpp"] < 2 * result["bpp"]

@@ -6,7 +6,7 @@ import pytest
 from tfc_inference import bits_back
 from tfc_inference import checkpoints
 from tfc_inference import codec
-from tfc_inference import commands
+from tfc_inference import decoding
 from tfc_inference import file_format
 
 RANGE_CODED = ["mbt2018", "bmshj2018"]
@@ -69,5 +69,6 @@ def test_decode_dispatch_for_all_families(checkpoint_dir, run_names, test_image)
   for prefix in ["mbt2018", "bmshj2018"]:
     model, _, run_name = checkpoints.load_run(run_names[prefix], checkpoint_dir)
     data, _, _ = _encode_amortized(model, run_name, prefix, test_image)
-    image, _ = commands.decode_file(file_format.CompressedFile.from_bytes(data), model)
+    image, _ = decoding.decode_parsed(file_format.CompressedFile.from_bytes(data),
+                                      model)
     assert image.shape == test_image.shape

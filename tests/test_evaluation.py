@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tfc_inference import evaluation
+from tfc_inference import plots
 
 # A made-up, monotone RD curve shaped like a learned codec on Kodak.
 RATES = np.array([0.1, 0.18, 0.29, 0.43, 0.61, 0.86, 1.14])
@@ -127,10 +128,25 @@ def test_plots_write_png(tmp_path):
   pytest.importorskip("matplotlib")
   curves = {"base": (RATES, PSNRS), "better": (0.85 * RATES, PSNRS)}
   rd_path = tmp_path / "rd.png"
-  evaluation.plot_rd(curves, rd_path, ylabel="PSNR (dB)")
+  plots.plot_rd(curves, rd_path, ylabel="PSNR (dB)")
   savings_path = tmp_path / "savings.png"
-  evaluation.plot_savings((RATES, PSNRS), {"better": curves["better"]},
-                          savings_path)
+  plots.plot_savings((RATES, PSNRS), {"better": curves["better"]},
+                     savings_path)
   for path in (rd_path, savings_path):
     assert path.stat().st_size > 0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_styles_are_one_per_method_and_readable():
+  text, colour, line = plots.style("sga")
+  assert text == "SGA [M1]" and line == "-"
+  published = plots.style("sga-psnr")
+  assert published[1] == colour and published[2] == "--" and "published" in published[0]
+  assert plots.style("published: jpeg420")[1] == plots.style("jpeg")[1]
+  assert plots.style("sga@bmshj2018")[0] == "SGA [M1] (bmshj2018)"
+  assert plots.style("something else") == ("something else", None, "-")
+  colours = [plots.style(m)[1] for m in ("mbt2018", "bmshj2018", "sga", "bb_sga",
+                                         "map", "ste", "unoise", "danneal",
+                                         "bb_no_sga", "bb_plain", "jpeg",
+                                         "bayesian_ac")]
+  assert len(set(colours)) == len(colours)

@@ -24,6 +24,7 @@ def test_grayscale_palette_alpha_16bit_are_converted(tmp_path):
   warnings = []
   gray = image_io.decode_image(_png(rgb[..., :1]), warn=warnings.append)
   assert gray.shape == (33, 47, 3) and np.all(gray[..., 0] == gray[..., 2])
+  assert warnings == ["<bytes>: grayscale image converted to RGB"]
   rgba = np.concatenate([rgb, np.full((33, 47, 1), 128, np.uint8)], -1)
   out = image_io.decode_image(_png(rgba), warn=warnings.append)
   np.testing.assert_array_equal(out, rgb)
@@ -127,6 +128,6 @@ def test_wrong_checkpoint_is_rejected(checkpoint_dir, run_names):
 def test_header_round_trip():
   original = file_format.CompressedFile(
       "sga", b"12345678", "run-x", (65, 131), (8, 12), (2, 3), [b"ab", b""],
-      extra=struct.pack("<I", 7))
+      extra=struct.pack("<I", 7), digest=123)
   parsed = file_format.CompressedFile.from_bytes(original.to_bytes())
   assert parsed == original

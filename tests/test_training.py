@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfc_inference import models
@@ -54,3 +55,42 @@ def test_init_from_transfers_matching_layers():
   key = next(k for k in assigned if k.startswith("synthesis_transform"))
   np.testing.assert_array_equal(target.weight_arrays()[key],
                                 source.weight_arrays()[key])
+
+
+def test_continuing_from_exported_weights_keeps_counting_and_logs_legs(tmp_path):
+  """A run continued from its own weights.npz (a fresh clone has no train/)
+  counts on from its `steps`, and config.json's lr_schedule gains one leg per
+  command (a string schedule of older runs becomes the first entry)."""
+  tf.random.set_seed(0)
+  path = str(tmp_path / "run")
+  model = models.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
+  model.build_all()
+  config = {"model": "mbt2018", "num_filters": 8, "lmbda": 0.01,
+            "lr_schedule": "Adam, lr 0.0003 until step 8, then 3e-05"}
+  training.train(model, path, _dataset(), 10, 1e-3, config=config, log_every=10,
+                 print_fn=lambda m: None)
+  arrays = model.weight_arrays()
+  continued = models.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
+  continued.build_all()
+  lines = []
+  fresh = str(tmp_path / "clone")
+  training.train(continued, fresh, _dataset(), 14, 1e-3, config=config,
+                 init_arrays=arrays, initial_step=10, decay_at=12,
+                 leg_details=dict(patchsize=64), log_every=2,
+                 print_fn=lines.append)
+  assert "continuing at step 10" in lines
+  assert any(line.startswith("step 12/14") for line in lines)
+  with open(os.path.join(fresh, "config.json")) as f:
+    saved = json.load(f)
+  assert saved["steps"] == 14
+  head, first, second = saved["lr_schedule"]
+  assert head.startswith("Adam, lr 0.0003")
+  assert (first["from_step"], first["to_step"], first["decay_at"]) == (0, 10, 8)
+  assert (second["from_step"], second["to_step"], second["decay_at"]) == (10, 14, 12)
+  assert second["patchsize"] == 64 and second["lr_after"] == pytest.approx(1e-4)
+  # The same command again after an interruption adds no leg.
+  training.record_leg(saved, training.training_leg(12, 14, 1e-3, 12, patchsize=64))
+  assert len(saved["lr_schedule"]) == 3
+  with pytest.raises(ValueError, match="at step 14 already"):
+    training.train(continued, str(tmp_path / "again"), _dataset(), 14, 1e-3,
+                   config=dict(saved), initial_step=14, print_fn=lambda m: None)

@@ -573,6 +573,24 @@ class Quantized:
   values: np.ndarray  # float64 [h, w, N], the latents the decoder synthesizes
 
 
+def check_header(compressed, max_pixels=None):
+  """Validates a Bayesian AC file's header before any decoding (FormatError).
+  Returns (quantizer, setting, table index)."""
+  if compressed.method != METHOD:
+    raise file_format.FormatError(
+        f"a {compressed.method!r} file, not a {METHOD} file")
+  file_format.check_geometry(
+      compressed, lambda shape: (latent_shape(shape), (0, 0)), max_pixels,
+      strings=1)
+  if len(compressed.extra) != _EXTRA.size:
+    raise file_format.FormatError("malformed bayesian_ac header")
+  quantizer_id, setting, index = _EXTRA.unpack(compressed.extra)
+  quantizer = QUANTIZER_NAMES.get(quantizer_id)
+  if quantizer is None or not math.isfinite(setting):
+    raise file_format.FormatError("unknown quantizer or setting in the header")
+  return quantizer, setting, index
+
+
 class ImageCodec:
   """A loaded run: the VAE, its coding tables, its name and fingerprint."""
 
@@ -585,8 +603,8 @@ class ImageCodec:
     self._range_tables = {}
 
   @classmethod
-  def load(cls, run, checkpoint_dir=None):
-    model, tables, _, run_name = vae.load_run(run, checkpoint_dir)
+  def load(cls, run, checkpoint_dir=None, name_only=False):
+    model, tables, _, run_name = vae.load_run(run, checkpoint_dir, name_only)
     return cls(model, tables, run_name)
 
   # ---- analysis and synthesis
@@ -665,26 +683,21 @@ class ImageCodec:
         image_shape=posterior.image_shape, y_shape=quantized.symbols.shape[:2],
         z_shape=(0, 0), strings=[data],
         extra=_EXTRA.pack(QUANTIZERS[quantized.quantizer], quantized.setting,
-                          quantized.table_index))
+                          quantized.table_index),
+        digest=file_format.latents_digest(quantized.symbols))
     return compressed.to_bytes()
 
-  def decode_latents(self, compressed):
+  def decode_latents(self, compressed, max_pixels=None):
     """(quantizer, setting, latent values [h, w, N]) of a parsed file."""
-    if compressed.method != METHOD:
-      raise file_format.FormatError(
-          f"a {compressed.method!r} file, not a {METHOD} file")
+    quantizer, setting, index = check_header(compressed, max_pixels)
     file_format.check_fingerprint(compressed, self.fingerprint, self.run_name)
-    if len(compressed.extra) != _EXTRA.size or len(compressed.strings) != 1:
-      raise file_format.FormatError("malformed bayesian_ac header")
-    quantizer_id, setting, index = _EXTRA.unpack(compressed.extra)
-    quantizer = QUANTIZER_NAMES.get(quantizer_id)
-    if quantizer is None or index >= len(self.tables.settings(quantizer)):
-      raise file_format.FormatError("unknown quantizer or coding table in header")
-    if tuple(compressed.y_shape) != latent_shape(compressed.image_shape):
-      raise file_format.FormatError("latent shape does not match the image shape")
+    if index >= len(self.tables.settings(quantizer)):
+      raise file_format.FormatError(
+          f"coding table {index} of {quantizer} is not in run {self.run_name}")
     shape = tuple(compressed.y_shape) + (self.num_channels,)
     symbols = decode_channels(compressed.strings[0],
                               self.range_tables(quantizer, index), shape)
+    compressed.check_digest(symbols)
     return quantizer, setting, self.dequantize(quantizer, index, symbols)
 
   def decode(self, data):
@@ -849,6 +862,7 @@ def rate_distortion(codec, images, lambdas=None, uniform_steps=None,
   results = []
   lambdas = [float(v) for v in settings["bayesian_ac"]]
   bits = np.zeros([len(lambdas), codec.num_channels])
+  point_bits = np.zeros([len(lambdas), codec.num_channels])
   kl = np.zeros([codec.num_channels])
   latents = 0
   for name, image in images:
@@ -865,6 +879,8 @@ def rate_distortion(codec, images, lambdas=None, uniform_steps=None,
             i = lambdas.index(float(setting))
             bits[i] += channel_bits(quantized.symbols, codec.distributions(
                 method, quantized.table_index))
+            point_bits[i] += _channel_major(bayesian_ac.symbols_to_code_points(
+                quantized.symbols)[1]).sum(axis=1)
         image_results.append(result)
     positions = posterior.mu.shape[0] * posterior.mu.shape[1]
     kl += posterior.kl_bits().reshape(positions, -1).sum(axis=0)
@@ -879,13 +895,19 @@ def rate_distortion(codec, images, lambdas=None, uniform_steps=None,
   channels = None
   if "bayesian_ac" in methods and latents:
     channels = channel_report(lambdas, bits / latents, kl / latents, latents,
-                              len(images))
+                              len(images), point_bits / latents)
   return dict(results=results, rows=aggregate(results), channels=channels)
 
 
 def channel_report(lambdas, bits_per_latent, kl_bits_per_latent, latents,
-                   num_images):
-  """JSON-able per-channel rate (bits/latent, per lambda) against mean KL (bits)."""
+                   num_images, code_point_bits_per_latent=None):
+  """JSON-able per-channel rate (bits/latent, per lambda) against mean KL (bits).
+
+  `bits_per_latent` and `code_point_bits_per_latent` are float [len(lambdas), N];
+  the second (the paper's rate R(xi)) may be left out.
+  """
+  if code_point_bits_per_latent is None:
+    code_point_bits_per_latent = np.full_like(bits_per_latent, np.nan)
   order = np.argsort(-kl_bits_per_latent, kind="stable")
   return dict(
       lambdas=list(lambdas), num_images=int(num_images),
@@ -895,10 +917,14 @@ def channel_report(lambdas, bits_per_latent, kl_bits_per_latent, latents,
           kl_bits_per_latent < COLLAPSED_KL_BITS)[0]],
       channels=[dict(channel=int(c), kl_bits_per_latent=float(kl_bits_per_latent[c]),
                      bits_per_latent=[float(b) for b in bits_per_latent[:, c]],
+                     code_point_bits_per_latent=[
+                         float(b) for b in code_point_bits_per_latent[:, c]],
                      collapsed=bool(kl_bits_per_latent[c] < COLLAPSED_KL_BITS))
                 for c in order],
       note="bits_per_latent: ideal code length under the per-channel symbol "
-           "table, one entry per lambda; kl_bits_per_latent: mean "
+           "table, one entry per lambda; code_point_bits_per_latent: mean R(xi), "
+           "the significant bits of the chosen code points (never larger at a "
+           "larger lambda); kl_bits_per_latent: mean "
            "KL(q(y|x) || N(0, 1)) in bits over the evaluated latents. Channels "
            "are sorted by decreasing KL.")
 

@@ -23,6 +23,7 @@ import tensorflow_compression as tfc
 import tensorflow_probability as tfp
 
 from tfc_inference import models
+from tfc_inference import progress
 from tfc_inference import rounding
 
 tfd = tfp.distributions
@@ -171,21 +172,21 @@ class BitsBackInference:
       return self._loss(x, tf.round(y_var), mean, log_var, fixed_eps, valid)
 
     start = time.time()
+    clock = progress.Eta(config.iterations)
     init_loss, init_bpp, init_mse = (v.numpy() for v in evaluate())
     trajectory = [(0, init_loss.tolist())]
     last = init_loss
     for t in range(config.iterations):
       tau = config.tau(t)
       relaxed = step(tf.constant(tau, tf.float32), tf.constant(t, tf.int32))
+      eta = clock.update(t + 1)
       if (t + 1) % config.eval_every == 0 or t + 1 == config.iterations:
         last = evaluate()[0].numpy()
         trajectory.append((t + 1, last.tolist()))
       if self.progress_fn and t % self.progress_every == 0:
-        elapsed = time.time() - start
         self.progress_fn(dict(
             iteration=t, tau=tau, relaxed_loss=float(np.mean(relaxed)),
-            true_loss=float(last.mean()), elapsed=elapsed,
-            eta=elapsed / (t + 1) * (config.iterations - t)))
+            true_loss=float(last.mean()), elapsed=clock.elapsed(), eta=eta))
     return np.round(y_var.numpy()), dict(
         init_loss=init_loss, init_bpp=init_bpp, init_mse=init_mse,
         nelbo_trajectory=trajectory, seconds=time.time() - start)

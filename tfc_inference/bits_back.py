@@ -16,6 +16,7 @@ the decoder computes exactly the same q as the encoder (same weights, same math)
 """
 
 import dataclasses
+import math
 import struct
 import time
 import zlib
@@ -35,6 +36,12 @@ METHODS = ("mbt2018_bb", "bb_plain", "bb_no_sga", "bb_sga")
 GRID_BITS = 5  # z grid width 1/32
 _Z_TAIL_MASS = 1e-7
 _EXTRA_FORMAT = "<IIIIBhhiiHfI"  # see SideInfoHeader
+# Header bounds a decoder accepts (the decoder repeats BBVI, so its iteration
+# count is decode work): 10x the paper's 2000 iterations, Adam rates in (0, 1].
+MAX_BBVI_ITS = 20000
+MAX_BBVI_LR = 1.
+# constriction's stack coder represents probabilities with 24 bits.
+_CODER_PRECISION_BITS = 24
 
 
 def z_tables(model, grid_bits=GRID_BITS):
@@ -81,6 +88,36 @@ class SideInfoHeader:
     if len(data) != struct.calcsize(_EXTRA_FORMAT):
       raise file_format.FormatError("bits-back header has the wrong size")
     return cls(*struct.unpack(_EXTRA_FORMAT, data))
+
+  def check(self, payload_words):
+    """Raises FormatError unless every field is in the range an encoder writes."""
+    problems = []
+    if not 0 <= self.bbvi_its <= MAX_BBVI_ITS:
+      problems.append(f"bbvi_its {self.bbvi_its} is above {MAX_BBVI_ITS}")
+    if not (math.isfinite(self.bbvi_lr) and 0 < self.bbvi_lr <= MAX_BBVI_LR):
+      problems.append(f"bbvi_lr {self.bbvi_lr} is not in (0, {MAX_BBVI_LR:g}]")
+    if not self.y_min < self.y_max:
+      problems.append(f"y_min {self.y_min} is not below y_max {self.y_max}")
+    if not self.z_kmin < self.z_kmax:
+      problems.append(f"z_kmin {self.z_kmin} is not below z_kmax {self.z_kmax}")
+    if self.pad_words + -(-self.side_info_bytes // 4) > payload_words + 1:
+      problems.append("side information larger than the payload")
+    if problems:
+      raise file_format.FormatError("invalid bits-back header: "
+                                    + "; ".join(problems))
+
+
+def check_header(compressed, max_pixels=None):
+  """Validates a bits-back file's header before any decoding (FormatError).
+  Returns the parsed `SideInfoHeader`."""
+  file_format.check_geometry(compressed, codec.latent_shapes, max_pixels,
+                             strings=1)
+  header = SideInfoHeader.from_bytes(compressed.extra)
+  (payload,) = compressed.strings
+  if len(payload) % 4:
+    raise file_format.FormatError("bits-back payload is not whole 32-bit words")
+  header.check(len(payload) // 4)
+  return header
 
 
 def _words_from_bytes(data):
@@ -200,8 +237,11 @@ class BitsBackCoder:
                 side_info_needed_bits=needed_bits, bbvi_seconds=self.bbvi_seconds)
     return coder.get_compressed(), header, z_index, info
 
-  def decode(self, words, header, y_shape, z_shape):
-    """Inverse of `encode`: returns (y_hat float32, side_info bytes or None, info)."""
+  def decode(self, words, header, y_shape, z_shape, compressed=None):
+    """Inverse of `encode`: returns (y_hat float32, side_info bytes or None, info).
+
+    With the parsed file `compressed`, the decoded symbols are checked against its
+    digest before the bits are got back."""
     if (header.grid_bits, header.z_kmin, header.z_kmax) != (
         self.grid_bits, self.z_kmin, self.z_kmax):
       raise file_format.FormatError("bits-back grid differs from the checkpoint's")
@@ -212,6 +252,8 @@ class BitsBackCoder:
         constriction.stream.model.QuantizedGaussian(header.y_min, header.y_max),
         loc.ravel(), scale.ravel())
     y_hat = y_int.reshape(loc.shape).astype(np.float32)
+    if compressed is not None:
+      compressed.check_digest(z_index, y_int.reshape(loc.shape))
     # Get the bits back: re-encode z_hat with Q(z | y_hat).
     mean, std = self.posterior(y_hat)
     coder.encode_reverse((z_index.ravel()).astype(np.int32), self._q_model(),
@@ -241,22 +283,34 @@ def _recover_side_info(stack, header):
   return None, messages
 
 
+def _coded_bits(log2_probs):
+  """Bits of symbols under a leaky model of the stack coder: a symbol in range
+  costs at most its precision, however small the model's probability."""
+  return float(np.sum(np.minimum(-np.asarray(log2_probs), _CODER_PRECISION_BITS)))
+
+
 def estimate_net_bits(coder, y_hat, z_index):
-  """Model estimate of -log P(y|z) - log P(z) + log Q(z|y) in bits (one image)."""
+  """Model estimate of -log P(y|z) - log P(z) + log Q(z|y) in bits (one image).
+
+  Each symbol is charged at most the coder's precision (constriction's leaky
+  models give every symbol in range a probability of at least 2^-24). Without
+  that bound a z drawn from Q's floor (e.g. with random side information on a
+  tiny image) made the estimate thousands of bits negative.
+  """
   model = coder.model
   loc, scale = coder.y_parameters(z_index, y_hat.shape[1:3])
   y = tf.constant(y_hat, tf.float64)
   p_y = tfc.NoisyNormal(loc=tf.constant(loc), scale=tf.constant(scale))
-  bits_y = -tf.reduce_sum(p_y.log_prob(y)).numpy() / np.log(2.)
+  bits_y = _coded_bits(p_y.log_prob(y).numpy() / np.log(2.))
   flat = z_index.reshape(-1, model.num_filters) - coder.z_kmin
   probs = coder.z_probs / coder.z_probs.sum(axis=1, keepdims=True)
-  bits_z = -np.sum(np.log2(np.maximum(
+  bits_z = _coded_bits(np.log2(np.maximum(
       probs[np.arange(model.num_filters)[None], flat], 1e-300)))
   mean, std = coder.posterior(y_hat)
   q = tfc.NoisyNormal(loc=tf.constant(mean), scale=tf.constant(std))
-  bits_q = -tf.reduce_sum(q.log_prob(tf.constant(z_index, tf.float64))).numpy() \
-      / np.log(2.)
-  return float(bits_y + bits_z - bits_q)
+  bits_q = _coded_bits(
+      q.log_prob(tf.constant(z_index, tf.float64)).numpy() / np.log(2.))
+  return bits_y + bits_z - bits_q
 
 
 def encode_file(model, run_name, method, image, y_hat, side_info=None, seed=0,
@@ -275,22 +329,21 @@ def encode_file(model, run_name, method, image, y_hat, side_info=None, seed=0,
   compressed = file_format.CompressedFile(
       method=method, fingerprint=model.fingerprint(), run_name=run_name,
       image_shape=image.shape[:2], y_shape=y_shape, z_shape=z_shape,
-      strings=[words.astype("<u4").tobytes()], extra=header.to_bytes())
+      strings=[words.astype("<u4").tobytes()], extra=header.to_bytes(),
+      digest=file_format.latents_digest(z_index, np.round(y_hat)))
   info["est_net_bits"] = estimate_net_bits(coder, np.asarray(y_hat), z_index)
   info["side_info"] = side_info
   return compressed.to_bytes(), info
 
 
-def decode_file(model, compressed):
+def decode_file(model, compressed, max_pixels=None):
   """Parsed file -> (uint8 image, info with `side_info`, `messages`, `y_hat`)."""
-  header = SideInfoHeader.from_bytes(compressed.extra)
+  header = check_header(compressed, max_pixels)
   (payload,) = compressed.strings
-  if len(payload) % 4:
-    raise file_format.FormatError("bits-back payload is not whole 32-bit words")
   words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
   coder = BitsBackCoder(model, header.bbvi_its, header.bbvi_lr, header.bbvi_seed)
   y_hat, side_info, info = coder.decode(
-      words, header, compressed.y_shape, compressed.z_shape)
+      words, header, compressed.y_shape, compressed.z_shape, compressed)
   x_hat = model.synthesize(tf.constant(y_hat))[0]
   height, width = compressed.image_shape
   info.update(side_info=side_info, y_hat=y_hat, bbvi_seconds=coder.bbvi_seconds)

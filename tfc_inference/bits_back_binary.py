@@ -9,6 +9,7 @@ from tfc_inference import bbvi
 from tfc_inference import cli
 from tfc_inference import commands
 from tfc_inference import metrics
+from tfc_inference import progress
 
 FLAGS = flags.FLAGS
 
@@ -48,6 +49,7 @@ def define(method):
                      "c in tau(t) = min(tau0, tau0 * exp(-c * (t - t0))).")
   flags.DEFINE_integer("t0", 700, "t0 of the temperature schedule.")
   flags.DEFINE_float("tau0", 0.5, "Initial temperature.")
+  cli.define_schedule_scale_flag()
   flags.DEFINE_float("lambda", None,
                      "R-D trade-off of the inference objective (default: the run's).")
   flags.DEFINE_integer("progress_every", 100, "Print progress every N iterations.")
@@ -61,19 +63,28 @@ def latents_fn(method):
       config = bbvi.BitsBackConfig(
           iterations=FLAGS.sga_its, lr=FLAGS.lr, tau0=FLAGS.tau0,
           annealing_rate=FLAGS.annealing_rate, t0=FLAGS.t0,
-          lmbda=FLAGS["lambda"].value, seed=FLAGS.seed)
+          lmbda=FLAGS["lambda"].value, seed=FLAGS.seed,
+          schedule_scale=cli.schedule_scale_from_flags())
+      final_tau = config.tau(max(0, config.iterations - 1))
+      cli.say(f"[{method}] {config.iterations} iterations, lr {config.lr:g}, "
+              f"schedule (tau0 {config.tau0:g}, t0 {config.t0}, c "
+              f"{config.annealing_rate:g}, scale {config.schedule_scale:g}): "
+              f"final tau {final_tau:.3g}")
 
-      def progress(p):
+      def report(p):
         cli.say(f"[{method} {name}] it {p['iteration']:5d}  tau {p['tau']:.3f}  "
                 f"relaxed {p['relaxed_loss']:.4f}  nelbo(rounded) "
                 f"{p['true_loss']:.4f}  elapsed {p['elapsed']:.0f}s  "
-                f"ETA {p['eta']:.0f}s")
+                f"ETA {progress.format_seconds(p['eta'])}")
 
       start = time.time()
       y_hat, info = bbvi.BitsBackInference(
-          model, config, progress, FLAGS.progress_every).run(x, image.shape[:2])
+          model, config, report, FLAGS.progress_every).run(x, image.shape[:2])
       return y_hat, dict(
-          iterations=config.iterations, init_loss=float(info["init_loss"][0]),
+          iterations=config.iterations, tau0=config.tau0, t0=config.t0,
+          annealing_rate=config.annealing_rate,
+          schedule_scale=config.schedule_scale, final_tau=final_tau,
+          init_loss=float(info["init_loss"][0]),
           init_bpp=float(info["init_bpp"][0]),
           init_psnr=float(metrics.psnr_from_mse(info["init_mse"][0])),
           nelbo_trajectory=[[t, v[0]] for t, v in info["nelbo_trajectory"]],

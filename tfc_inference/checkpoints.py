@@ -34,12 +34,19 @@ class CheckpointError(ValueError):
   """A run that cannot be found or loaded; the message is one line."""
 
 
-def run_dir(run, checkpoint_dir=None):
-  """Resolves a run name (or a path to a run directory) to its directory."""
-  if os.path.isdir(run) and os.path.exists(os.path.join(run, CONFIG_FILE)):
+def run_dir(run, checkpoint_dir=None, name_only=False):
+  """Resolves a run name (or a path to a run directory) to its directory.
+
+  With `name_only` (for run names read from files, which anyone can write),
+  `run` must be a plain folder name and is looked up only in `checkpoint_dir`.
+  """
+  if name_only:
+    if os.path.basename(run) != run or run in ("", ".", ".."):
+      raise CheckpointError(f"{run!r} is not a run name")
+  elif os.path.isdir(run) and os.path.exists(os.path.join(run, CONFIG_FILE)):
     return run
   path = os.path.join(checkpoint_dir or default_checkpoint_dir(), run)
-  if not os.path.exists(os.path.join(path, CONFIG_FILE)):
+  if not os.path.isfile(os.path.join(path, CONFIG_FILE)):
     available = list_runs(checkpoint_dir)
     hint = f" Available: {', '.join(available)}" if available else ""
     raise CheckpointError(f"no run {run!r} in {os.path.dirname(path)}.{hint}")
@@ -108,12 +115,13 @@ def load_arrays(path):
   return weights, tables
 
 
-def load_run(run, checkpoint_dir=None):
+def load_run(run, checkpoint_dir=None, name_only=False):
   """Loads a shipped/trained run. Returns (model, config, run_name).
 
   The model has its weights and, for range-coded families, its coding tables.
+  `name_only`: see `run_dir`.
   """
-  path = run_dir(run, checkpoint_dir)
+  path = run_dir(run, checkpoint_dir, name_only)
   config = read_config(path)
   model = build_model(config)
   weights, tables = load_arrays(path)

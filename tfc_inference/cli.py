@@ -14,13 +14,14 @@ from absl import logging
 from tfc_inference import checkpoints
 from tfc_inference import file_format
 from tfc_inference import image_io
+from tfc_inference import output_paths
 from tfc_inference import weights
 
 FLAGS = flags.FLAGS
 
 USER_ERRORS = (image_io.ImageError, file_format.FormatError,
                checkpoints.CheckpointError, weights.WeightMismatchError,
-               FileExistsError)
+               output_paths.OutputError, FileExistsError)
 
 
 def define_coding_flags():
@@ -34,6 +35,10 @@ def define_coding_flags():
       "file size), est_bpp (entropy model), psnr, ms_ssim, mse, seconds, ...")
   flags.DEFINE_bool("overwrite", False,
                     "Overwrite output files that already exist.")
+  flags.DEFINE_integer(
+      "max_pixels", file_format.DEFAULT_MAX_PIXELS,
+      "decompress: refuse files whose header announces more pixels than this "
+      "(guards memory against damaged or hostile files).")
   flags.DEFINE_integer("seed", 0, "Random seed (training data order, sampling).")
   flags.DEFINE_bool("verbose", True, "Print progress and per-image results.")
 
@@ -53,7 +58,12 @@ def define_train_flags(default_prefix, with_lambda=True, run_name_help=None):
   flags.DEFINE_integer("last_step", 100000,
                        "Train until this step (resuming counts earlier steps).")
   flags.DEFINE_float("lr", 1e-4,
-                     "Adam learning rate; divided by 10 for the last 20% of steps.")
+                     "Adam learning rate; divided by 10 from --decay_at on.")
+  flags.DEFINE_integer(
+      "decay_at", None,
+      "Step (counted like --last_step) where the learning rate drops 10x. "
+      "Default: 80% of --last_step. Set it when a long run is trained in "
+      "several shorter commands.")
   flags.DEFINE_string(
       "init_from", None,
       "Run name (or run directory) whose weights initialize a new run where "
@@ -97,25 +107,25 @@ def run_subcommands(argv, subcommands, usage):
     fail(str(error))
 
 
-def check_writable(path):
-  if os.path.exists(path) and not FLAGS.overwrite:
-    raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+def check_writable(path, what="output"):
+  """Raises OutputError unless `path` can be written (see `output_paths`)."""
+  output_paths.check_file(path, FLAGS.overwrite, what)
 
 
-def output_paths(inputs, output, suffix):
-  """Output file per input: OUTPUT if one input, else OUTPUT/name+suffix or name+suffix."""
-  if len(inputs) == 1 and output and not os.path.isdir(output):
-    return [output]
-  directory = output or "."
-  if output:
-    os.makedirs(directory, exist_ok=True)
-  return [os.path.join(directory, name + suffix) for name, _ in inputs]
+def plan_outputs(inputs, output, suffix):
+  """Checked output file per (name, image) input; see `output_paths.plan`."""
+  return output_paths.plan([name for name, _ in inputs], output, suffix,
+                           FLAGS.overwrite)
+
+
+def prepare_outputs():
+  """Checks the output flags every binary shares, before any model is loaded."""
+  if "results_dir" in FLAGS and FLAGS.results_dir:
+    output_paths.make_directory(FLAGS.results_dir, "--results_dir")
 
 
 def write_bytes(path, data):
-  check_writable(path)
-  with open(path, "wb") as f:
-    f.write(data)
+  output_paths.write_atomic(path, data, FLAGS.overwrite)
 
 
 def write_result_json(name, result):
@@ -149,6 +159,25 @@ def define_bits_back_flags():
       "it passes its checksum).")
 
 
+def define_schedule_scale_flag():
+  flags.DEFINE_float(
+      "schedule_scale", None,
+      "The temperature schedule sees iteration t as t * schedule_scale. Default: "
+      "2000 / --sga_its, so any iteration count anneals as the paper's schedule "
+      "does over 2000 (1 at 2000 iterations); 1 if --t0 or --annealing_rate is "
+      "set.")
+
+
+def schedule_scale_from_flags():
+  """--schedule_scale, or the default that fits the schedule to --sga_its."""
+  if FLAGS.schedule_scale is not None:
+    return FLAGS.schedule_scale
+  if FLAGS["t0"].present or FLAGS["annealing_rate"].present:
+    return 1.0
+  from tfc_inference import rounding  # pylint: disable=import-outside-toplevel
+  return rounding.fitted_schedule_scale(FLAGS.sga_its)
+
+
 def define_inference_flags(method):
   """Flags of the iterative-inference binaries (defaults: paper supplement S3)."""
   from tfc_inference import inference  # pylint: disable=import-outside-toplevel
@@ -170,6 +199,7 @@ def define_inference_flags(method):
   flags.DEFINE_float(
       "tau0", None, f"Initial (maximal) temperature tau0. Default: {tau0:g} for "
       f"{method} (sga: 0.5; danneal: 0.2).")
+  define_schedule_scale_flag()
   flags.DEFINE_enum("schedule", "paper", ["paper", "naive"],
                     "Temperature schedule: paper = min(tau0, tau0*exp(-c(t-t0))); "
                     "naive = tau0*exp(-c t).")

@@ -47,11 +47,25 @@ def encode_range_coded(model, run_name, method, image, y_hat, z_hat, extra=b""):
   compressed = file_format.CompressedFile(
       method=method, fingerprint=model.fingerprint(), run_name=run_name,
       image_shape=image.shape[:2], y_shape=y_shape, z_shape=z_shape,
-      strings=[z_strings.numpy()[0], y_strings.numpy()[0]], extra=extra)
+      strings=[z_strings.numpy()[0], y_strings.numpy()[0]], extra=extra,
+      digest=file_format.latents_digest(*model.coded_symbols(y_hat, z_hat)))
   return compressed.to_bytes()
 
 
-def decode_range_coded_latents(model, compressed):
+def check_range_coded_header(compressed, max_pixels=None):
+  """Validates a range-coded file's header before any decoding (FormatError)."""
+  file_format.check_geometry(compressed, latent_shapes, max_pixels, strings=2)
+
+
+def decode_range_coded_latents(model, compressed, max_pixels=None):
+  """(y_hat, z_hat) of a parsed file, checked against the header's digest."""
+  check_range_coded_header(compressed, max_pixels)
+  y_hat, z_hat = _decode_strings(model, compressed)
+  compressed.check_digest(*model.coded_symbols(y_hat, z_hat))
+  return y_hat, z_hat
+
+
+def _decode_strings(model, compressed):
   z_string, y_string = compressed.strings
   return model.decompress_latents(
       tf.constant([z_string]), tf.constant([y_string]), compressed.y_shape,
@@ -89,9 +103,9 @@ def verify_and_measure(model, image, data, y_hat, decode_fn, extra_results=None,
   return result, reconstruction
 
 
-def range_coded_decode_fn(model, compressed):
+def range_coded_decode_fn(model, compressed, max_pixels=None):
   """decode_fn for `verify_and_measure`: returns (y_hat, uint8 image)."""
-  y_hat, _ = decode_range_coded_latents(model, compressed)
+  y_hat, _ = decode_range_coded_latents(model, compressed, max_pixels)
   x_hat = model.synthesize(y_hat)[0]
   height, width = compressed.image_shape
   return y_hat.numpy(), image_io.to_uint8(x_hat[:height, :width].numpy())

@@ -15,16 +15,15 @@ from absl import flags
 from tfc_inference import checkpoints
 from tfc_inference import cli
 from tfc_inference import codec
+from tfc_inference import decoding
 from tfc_inference import file_format
 from tfc_inference import image_io
 from tfc_inference import models
+from tfc_inference import output_paths
 from tfc_inference import training
 
 FLAGS = flags.FLAGS
 
-# Methods whose files are plain range-coded (y, z) pairs decodable by the base model.
-RANGE_CODED_METHODS = ("mbt2018", "bmshj2018", "sga", "map", "ste", "unoise",
-                       "danneal")
 FILE_SUFFIX = ".tfci"
 
 
@@ -49,20 +48,33 @@ def train_run(name, model, fields):
   config.update(
       fields, last_step=FLAGS.last_step, batchsize=FLAGS.batchsize,
       patchsize=FLAGS.patchsize,
-      lr_schedule=f"Adam, lr {FLAGS.lr:g} until step {int(0.8 * FLAGS.last_step)}, "
-                  f"then {FLAGS.lr / 10:g}",
       train_data=f"{FLAGS.train_glob} ({num_files} images), random "
                  f"{FLAGS.patchsize}x{FLAGS.patchsize} crops", seed=FLAGS.seed)
-  init_arrays = None
+  init_arrays, initial_step = None, 0
+  resumable = os.path.isdir(os.path.join(path, "train"))
   if FLAGS.init_from:
     init_path = checkpoints.run_dir(FLAGS.init_from, cli.checkpoint_dir())
     init_arrays, _ = checkpoints.load_arrays(init_path)
-    config.setdefault("init_from", os.path.basename(os.path.normpath(init_path)))
+    if os.path.realpath(init_path) == os.path.realpath(path):
+      # Continuing a run from its own exported weights (e.g. a fresh clone has no
+      # train/ folder): keep counting its steps.
+      initial_step = int(config.get("steps", 0))
+    elif not resumable:
+      # A new lineage replaces whatever the folder held (its old schedule,
+      # steps and results no longer describe the weights).
+      for key in ("steps", "lr_schedule", "kodak", "init_from"):
+        config.pop(key, None)
+      config["init_from"] = os.path.basename(os.path.normpath(init_path))
+    else:
+      config.setdefault("init_from", os.path.basename(os.path.normpath(init_path)))
   model.build_all()
   print(f"training {name} in {path}", flush=True)
   training.train(model, path, dataset, FLAGS.last_step, FLAGS.lr, config=config,
-                 init_arrays=init_arrays, log_every=FLAGS.log_every,
-                 save_every=FLAGS.save_every)
+                 init_arrays=init_arrays, initial_step=initial_step,
+                 decay_at=FLAGS.decay_at,
+                 leg_details=dict(patchsize=FLAGS.patchsize,
+                                  batchsize=FLAGS.batchsize),
+                 log_every=FLAGS.log_every, save_every=FLAGS.save_every)
   return path, config
 
 
@@ -101,11 +113,10 @@ def compress(method, families, latents_fn, run, input_spec, output=None):
   `latents_fn(model, x, images, names)` returns (y_hat, z_hat, extras) for a padded
   batch `x` of same-sized images; `extras` is a list of per-image result dicts.
   """
-  model, _, run_name = load_model(run, families)
   inputs = image_io.expand_inputs(input_spec, warn=cli.warn)
-  outputs = cli.output_paths(inputs, output, FILE_SUFFIX)
-  for path in outputs:
-    cli.check_writable(path)
+  outputs = cli.plan_outputs(inputs, output, FILE_SUFFIX)
+  cli.prepare_outputs()
+  model, _, run_name = load_model(run, families)
   max_batch = FLAGS["batch_images"].value if "batch_images" in FLAGS else 1
   for batch in batches_by_size(inputs, outputs, max_batch):
     start = time.time()
@@ -139,7 +150,6 @@ def compress_bits_back(method, latents_fn, run, input_spec, output=None,
   `bbvi_its` > 0 makes q(z | y_hat) the result of reproducible BBVI.
   """
   from tfc_inference import bits_back  # pylint: disable=import-outside-toplevel
-  model, _, run_name = load_model(run, ["mbt2018_bb"])
   side_info = None
   if FLAGS.side_info:
     try:
@@ -149,9 +159,9 @@ def compress_bits_back(method, latents_fn, run, input_spec, output=None,
       raise image_io.ImageError(
           f"--side_info {FLAGS.side_info}: cannot read ({error.strerror})") from None
   inputs = image_io.expand_inputs(input_spec, warn=cli.warn)
-  outputs = cli.output_paths(inputs, output, FILE_SUFFIX)
-  for path in outputs:
-    cli.check_writable(path)
+  outputs = cli.plan_outputs(inputs, output, FILE_SUFFIX)
+  cli.prepare_outputs()
+  model, _, run_name = load_model(run, ["mbt2018_bb"])
   for (name, image), path in zip(inputs, outputs):
     start = time.time()
     x = codec.to_batch(image)
@@ -186,33 +196,27 @@ def compress_bits_back(method, latents_fn, run, input_spec, output=None,
     cli.say(cli.format_result(name, result) + f"  -> {path}")
 
 
-def decode_file(compressed, model):
-  """Dispatches a parsed file to its method's decoder. Returns uint8 image."""
-  if compressed.method in RANGE_CODED_METHODS:
-    _, image = codec.range_coded_decode_fn(model, compressed)
-    return image, {}
-  from tfc_inference import bits_back  # pylint: disable=import-outside-toplevel
-  if compressed.method in bits_back.METHODS:
-    return bits_back.decode_file(model, compressed)
-  raise file_format.FormatError(
-      f"files of method {compressed.method!r} are not decoded by this binary")
-
-
 def decompress(input_path, output=None):
-  """`decompress INPUT [OUTPUT]`: writes the PNG; the run comes from the header."""
+  """`decompress INPUT [OUTPUT]`: writes the PNG; the run comes from the header.
+
+  Every header field and output path is checked before a model is loaded."""
   compressed = file_format.read_file(input_path)
-  model, _, run_name = checkpoints.load_run(compressed.run_name, cli.checkpoint_dir())
-  file_format.check_fingerprint(compressed, model.fingerprint(), run_name)
-  if output is None:
-    stem = input_path[:-len(FILE_SUFFIX)] if input_path.endswith(FILE_SUFFIX) \
-        else input_path
-    output = stem + ".png"
+  if compressed.method in decoding.BAYESIAN_AC_METHODS:
+    raise file_format.wrong_binary_error(input_path, compressed.method)
+  with file_format.decoding_errors(input_path):
+    decoding.check_header(compressed, FLAGS.max_pixels)
+  output = output_paths.decoded_path(input_path, output, FILE_SUFFIX)
   cli.check_writable(output)
-  image, info = decode_file(compressed, model)
-  image_io.write_png(output, image)
+  side_info_out = FLAGS["side_info_out"].value if "side_info_out" in FLAGS else None
+  if side_info_out:
+    cli.check_writable(side_info_out, "--side_info_out")
+  model = decoding.load_named_run(compressed.run_name, cli.checkpoint_dir())
+  run_name = compressed.run_name
+  with file_format.decoding_errors(input_path):
+    image, info = decoding.decode_parsed(compressed, model, FLAGS.max_pixels)
+  image_io.write_png(output, image, FLAGS.overwrite)
   for message in info.get("messages", []):
     cli.say(message)
-  side_info_out = FLAGS["side_info_out"].value if "side_info_out" in FLAGS else None
   if side_info_out and info.get("side_info") is not None:
     cli.write_bytes(side_info_out, info["side_info"])
   elif side_info_out:

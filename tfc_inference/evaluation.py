@@ -1,8 +1,7 @@
 """Rate-distortion evaluation: CSV I/O, Bjontegaard metrics and plots.
 
 Units throughout: rates in bits per pixel (bpp), PSNR in dB, rate differences
-in percent. Only numpy is imported here; matplotlib is imported lazily by the
-plotting functions, which draw with the Agg backend (no display needed).
+in percent. Only numpy is imported here; the figures are drawn by `plots`.
 
 Files:
   * Our RD CSV (`write_rd_csv` / `read_rd_csv`): header `RD_COLUMNS`, one row
@@ -315,75 +314,3 @@ def bd_rate_vs_quality(rate_a, psnr_a, rate_b, psnr_b, num=50):
   psnr = np.linspace(low, high, num)
   gap = np.polyval(fit_b, psnr - center) - np.polyval(fit_a, psnr - center)
   return psnr, 100. * np.expm1(gap)
-
-
-# ----------------------------------------------------------------------------
-# Plots.
-
-
-def _new_figure():
-  """A matplotlib Figure drawn by the Agg canvas; leaves pyplot untouched."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  figure = Figure(figsize=(6, 4.5))
-  FigureCanvasAgg(figure)
-  return figure, figure.add_subplot(1, 1, 1)
-
-
-def _save(figure, axes, path):
-  axes.grid(True, alpha=0.3)
-  axes.legend(loc="best", fontsize="small")
-  figure.tight_layout()
-  figure.savefig(path, dpi=120, format="png")
-
-
-def plot_rd(curves, path, ylabel="PSNR (dB)", xlabel="rate (bpp)", title=None):
-  """Plots rate-distortion curves and writes a PNG to `path`.
-
-  Args:
-    curves: dict label -> (bpp, quality) arrays; each is drawn sorted by bpp.
-    path: output PNG file name.
-    ylabel: y-axis label naming the quality and its unit, e.g. "PSNR (dB)".
-    xlabel: x-axis label; rates are in bits per pixel.
-    title: optional plot title.
-  """
-  figure, axes = _new_figure()
-  for label, (bpp, quality) in curves.items():
-    bpp, quality = np.asarray(bpp, float), np.asarray(quality, float)
-    order = np.argsort(bpp)
-    axes.plot(bpp[order], quality[order], marker="o", markersize=3,
-              label=label)
-  axes.set_xlabel(xlabel)
-  axes.set_ylabel(ylabel)
-  if title:
-    axes.set_title(title)
-  _save(figure, axes, path)
-
-
-def plot_savings(reference, curves, path, reference_label="reference",
-                 num=50, title=None):
-  """Plots rate savings (percent) against PSNR (dB) relative to a reference.
-
-  The y value is -`bd_rate_vs_quality(reference, curve)`: positive where a
-  curve needs fewer bits than the reference at the same PSNR (as in Figure 4,
-  right, of Yang et al. 2020). Writes a PNG to `path`.
-
-  Args:
-    reference: (bpp, psnr) arrays of the reference curve.
-    curves: dict label -> (bpp, psnr) arrays.
-    path: output PNG file name.
-    reference_label: name of the reference in the axis label.
-    num: number of PSNR values evaluated per curve.
-    title: optional plot title.
-  """
-  figure, axes = _new_figure()
-  ref_bpp, ref_psnr = reference
-  for label, (bpp, psnr) in curves.items():
-    grid, change = bd_rate_vs_quality(ref_bpp, ref_psnr, bpp, psnr, num=num)
-    axes.plot(grid, -change, label=label)
-  axes.axhline(0., color="gray", linewidth=0.8)
-  axes.set_xlabel("PSNR (dB)")
-  axes.set_ylabel(f"rate savings over {reference_label} (%)")
-  if title:
-    axes.set_title(title)
-  _save(figure, axes, path)

@@ -10,19 +10,37 @@ Layout (all integers little-endian):
   image shape  u16 height, u16 width (before padding)
   latent shape u16 y_height, u16 y_width, u16 z_height, u16 z_width
   extra        u16 length + bytes (method-specific metadata, e.g. bits-back bookkeeping)
+  digest       u32 CRC-32 of the coded integer symbols (`latents_digest`); version 2
   payload      u32 length + bytes (a list of byte strings, see `pack_strings`)
   checksum     u32 CRC-32 of everything above
 
 The checksum is verified before anything is entropy decoded, because tfc's range
-decoder can loop for a long time on random bytes.
+decoder can loop for a long time on random bytes. A CRC guards against accidents
+only (anyone can recompute it), so everything read from a file is also validated
+before it drives any work: the run name must be a plain name (it is looked up only
+inside the checkpoint folder), shapes must agree with each other and stay below a
+pixel limit (`check_geometry`), method headers are checked by their decoders, and
+the decoded symbols must match `digest`, so a damaged payload fails instead of
+decoding to a wrong image. Version 1 files (no digest) are still read.
 """
 
+import contextlib
 import dataclasses
+import re
 import struct
+from typing import Optional
 import zlib
 
+import numpy as np
+
 MAGIC = b"TFCI"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# Run names are folder names like `mbt2018-num_filters=64-lmbda=0.01`.
+RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.,=+-]{0,199}")
+# Decoding allocates roughly 200 bytes per pixel at 64 filters; 2**25 pixels
+# (e.g. 8192 x 4096) stays within a few GiB. Binaries raise it with --max_pixels.
+DEFAULT_MAX_PIXELS = 2 ** 25
 
 # Stable ids: never renumber, only append.
 METHODS = {
@@ -31,6 +49,18 @@ METHODS = {
     "bb_sga": 9, "bb_no_sga": 10, "bb_plain": 11, "bayesian_ac": 12,
 }
 METHOD_NAMES = {v: k for k, v in METHODS.items()}
+# The binary (in examples/) whose `decompress` decodes each method's files.
+DECODER_BINARY = dict(
+    {m: "mbt2018.py" for m in ("mbt2018", "bmshj2018", "sga", "map", "ste",
+                               "unoise", "danneal")},
+    **{m: "mbt2018_bb.py" for m in ("mbt2018_bb", "bb_sga", "bb_no_sga",
+                                    "bb_plain")},
+    bayesian_ac="bayesian_ac.py")
+
+
+def wrong_binary_error(path, method):
+  return FormatError(f"{path}: a {method!r} file; decode it with "
+                     f"examples/{DECODER_BINARY[method]} decompress")
 
 
 class FormatError(ValueError):
@@ -47,12 +77,16 @@ class CompressedFile:
   z_shape: tuple  # (height, width)
   strings: list  # list of bytes
   extra: bytes = b""
+  digest: Optional[int] = None  # `latents_digest` of the coded symbols
 
   def to_bytes(self):
     if self.method not in METHODS:
       raise ValueError(f"Unknown method {self.method!r}.")
     if len(self.fingerprint) != 8:
       raise ValueError("Fingerprint must be 8 bytes.")
+    if self.digest is None:
+      raise ValueError("A file needs the digest of its coded symbols.")
+    check_run_name(self.run_name)
     name = self.run_name.encode("utf-8")
     payload = pack_strings(self.strings)
     body = b"".join([
@@ -60,9 +94,16 @@ class CompressedFile:
         self.fingerprint, struct.pack("<H", len(name)), name,
         struct.pack("<6H", *self.image_shape, *self.y_shape, *self.z_shape),
         struct.pack("<H", len(self.extra)), self.extra,
+        struct.pack("<I", self.digest),
         struct.pack("<I", len(payload)), payload,
     ])
     return body + struct.pack("<I", zlib.crc32(body))
+
+  def check_digest(self, *symbols):
+    """Raises FormatError unless the decoded integer `symbols` are those coded."""
+    if self.digest is not None and latents_digest(*symbols) != self.digest:
+      raise FormatError("the payload does not decode to the coded latents "
+                        "(digest mismatch): the file is damaged")
 
   @classmethod
   def from_bytes(cls, data):
@@ -75,23 +116,78 @@ class CompressedFile:
       raise FormatError("checksum mismatch: the file is corrupted or truncated")
     reader = _Reader(body, 4)
     version, method_id = reader.unpack("<BB")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
       raise FormatError(f"file format version {version} is not supported "
-                        f"(this library reads version {FORMAT_VERSION})")
+                        f"(this library reads versions {READABLE_VERSIONS})")
     if method_id not in METHOD_NAMES:
       raise FormatError(f"unknown method id {method_id}")
     fingerprint = reader.take(8)
     (name_length,) = reader.unpack("<H")
-    run_name = reader.take(name_length).decode("utf-8")
+    try:
+      run_name = reader.take(name_length).decode("utf-8")
+    except UnicodeDecodeError:
+      raise FormatError("the run name in the header is not UTF-8") from None
+    check_run_name(run_name)
     shapes = reader.unpack("<6H")
     (extra_length,) = reader.unpack("<H")
     extra = reader.take(extra_length)
+    digest = reader.unpack("<I")[0] if version >= 2 else None
     (payload_length,) = reader.unpack("<I")
     strings = unpack_strings(reader.take(payload_length))
     if reader.position != len(body):
       raise FormatError("trailing bytes after the payload")
     return cls(METHOD_NAMES[method_id], fingerprint, run_name, shapes[0:2],
-               shapes[2:4], shapes[4:6], strings, extra)
+               shapes[2:4], shapes[4:6], strings, extra, digest)
+
+
+def check_run_name(name):
+  """Raises FormatError unless `name` is a plain run name (no path, no `..`)."""
+  if not RUN_NAME_PATTERN.fullmatch(name) or ".." in name:
+    raise FormatError(f"invalid run name {name[:80]!r} in the header (a run name "
+                      "is a folder name of letters, digits and _.,=+-)")
+
+
+def latents_digest(*symbols):
+  """CRC-32 of integer symbol arrays (as little-endian int64), in order."""
+  crc = 0
+  for array in symbols:
+    array = np.asarray(array)
+    if array.dtype.kind == "f":
+      rounded = np.round(array)
+      if not np.array_equal(rounded, array):
+        raise ValueError("latents_digest takes integer-valued arrays")
+      array = rounded
+    crc = zlib.crc32(np.ascontiguousarray(array, "<i8").tobytes(), crc)
+  return crc
+
+
+def check_geometry(compressed, expected_latent_shapes, max_pixels=None,
+                   strings=None):
+  """Raises FormatError unless the header's shapes are consistent and bounded.
+
+  Args:
+    compressed: a parsed `CompressedFile`.
+    expected_latent_shapes: function image (height, width) -> (y_shape, z_shape)
+      of the model family that decodes the file.
+    max_pixels: largest accepted height * width (default DEFAULT_MAX_PIXELS).
+    strings: the number of payload strings the method writes, if fixed.
+  """
+  max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+  height, width = compressed.image_shape
+  if height < 1 or width < 1:
+    raise FormatError(f"image shape {height}x{width} in the header has no pixels")
+  if height * width > max_pixels:
+    raise FormatError(f"image of {width}x{height} pixels is above the limit of "
+                      f"{max_pixels} (raise it with --max_pixels)")
+  y_shape, z_shape = expected_latent_shapes((height, width))
+  if (tuple(compressed.y_shape) != tuple(y_shape)
+      or tuple(compressed.z_shape) != tuple(z_shape)):
+    raise FormatError(f"latent shapes {tuple(compressed.y_shape)}, "
+                      f"{tuple(compressed.z_shape)} do not match a {width}x{height} "
+                      "image")
+  if strings is not None and len(compressed.strings) != strings:
+    raise FormatError(f"a {compressed.method} file has {strings} payload strings, "
+                      f"this one {len(compressed.strings)}")
 
 
 class _Reader:
@@ -138,6 +234,30 @@ def check_fingerprint(compressed, fingerprint, run_name):
         f"this file was encoded with run {compressed.run_name!r} (weights "
         f"{compressed.fingerprint.hex()}), but the loaded checkpoint {run_name!r} "
         f"has weights {fingerprint.hex()}; decoding would produce garbage")
+
+
+@contextlib.contextmanager
+def decoding_errors(path):
+  """Turns every failure while decoding `path` into one `FormatError` line.
+
+  Decoders meet damaged files in many ways (TF op errors, NumPy errors,
+  constriction's `PanicException`, which derives from BaseException); this is the
+  one place where they become a user error. Interrupts still interrupt.
+  """
+  try:
+    yield
+  except FormatError as error:
+    message = str(error)
+    raise FormatError(message if message.startswith(f"{path}:")
+                      else f"{path}: {message}") from None
+  except (KeyboardInterrupt, SystemExit, GeneratorExit):
+    raise
+  except BaseException as error:  # pylint: disable=broad-except
+    text = str(error).strip()
+    first = text.splitlines()[0][:200] if text else ""
+    raise FormatError(f"{path}: cannot be decoded ({type(error).__name__}"
+                      f"{': ' + first if first else ''}); the file is damaged "
+                      "or was not written by this library") from None
 
 
 def read_file(path):

@@ -12,6 +12,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfc_inference import output_paths
+
 # The transforms downsample by 2**4 (y) and 2**6 (z).
 SIZE_MULTIPLE = 64
 
@@ -49,6 +51,7 @@ def decode_image(data, source="<bytes>", warn=logging.warning):
     warn(f"{source}: alpha channel dropped")
     image = image[..., :channels - 1]
   if image.shape[-1] == 1:
+    warn(f"{source}: grayscale image converted to RGB")
     image = np.repeat(image, 3, axis=-1)
   return np.ascontiguousarray(image)
 
@@ -112,9 +115,9 @@ def encode_png(image):
   return tf.io.encode_png(image).numpy()
 
 
-def write_png(path, image):
-  with open(path, "wb") as f:
-    f.write(encode_png(image))
+def write_png(path, image, overwrite=True):
+  """Encodes and writes a uint8 [H, W, C] image; nothing is left behind on error."""
+  output_paths.write_atomic(path, encode_png(image), overwrite)
 
 
 def center_crop(image, height, width):

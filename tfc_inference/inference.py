@@ -20,6 +20,7 @@ import tensorflow_compression as tfc
 
 from tfc_inference import metrics
 from tfc_inference import models
+from tfc_inference import progress
 from tfc_inference import rounding
 
 METHODS = ("sga", "map", "ste", "unoise", "danneal")
@@ -196,6 +197,7 @@ class IterativeInference:
       return self.true_loss(x, y_var, z_var, valid)
 
     start = time.time()
+    clock = progress.Eta(config.iterations)
     init_loss, init_bpp, init_mse, best_y, best_z = (
         t.numpy() for t in evaluate())
     best_loss, best_iteration = init_loss.copy(), np.zeros_like(init_loss, int)
@@ -221,16 +223,16 @@ class IterativeInference:
       seed = tf.constant([[config.seed, 2 * t], [config.seed, 2 * t + 1]],
                          tf.int32)
       relaxed = step(tf.constant(tau, tf.float32), seed).numpy()
+      eta = clock.update(t + 1)
       if evaluate_now:
         true_now = init_loss if t == 0 else last_true
         trajectory.append((t, true_now.tolist(), relaxed.tolist()))
       if self.progress_fn and (t % self.progress_every == 0):
-        elapsed = time.time() - start
         self.progress_fn(dict(
             iteration=t, tau=tau, relaxed_loss=float(relaxed.mean()),
             true_loss=float(last_true.mean()), bpp=float(final[1].mean()),
-            psnr=float(metrics.psnr_from_mse(final[2]).mean()), elapsed=elapsed,
-            eta=elapsed / (t + 1) * (config.iterations - t)))
+            psnr=float(metrics.psnr_from_mse(final[2]).mean()),
+            elapsed=clock.elapsed(), eta=eta))
     if config.keeps_best:
       y_hat, z_hat, loss = best_y, best_z, best_loss
       bpp_mse = None

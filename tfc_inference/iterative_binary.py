@@ -11,6 +11,7 @@ from tfc_inference import cli
 from tfc_inference import commands
 from tfc_inference import inference
 from tfc_inference import metrics
+from tfc_inference import progress
 
 FLAGS = flags.FLAGS
 
@@ -49,7 +50,8 @@ def config_from_flags(method):
   return inference.InferenceConfig(
       method=method, iterations=FLAGS.sga_its, lr=FLAGS.lr, tau0=FLAGS.tau0,
       annealing_rate=FLAGS.annealing_rate, t0=FLAGS.t0, schedule=FLAGS.schedule,
-      lmbda=FLAGS["lambda"].value, eval_every=FLAGS.eval_every, seed=FLAGS.seed)
+      lmbda=FLAGS["lambda"].value, eval_every=FLAGS.eval_every, seed=FLAGS.seed,
+      schedule_scale=cli.schedule_scale_from_flags())
 
 
 def latents_fn(method):
@@ -58,16 +60,21 @@ def latents_fn(method):
   def run(model, x, images, names):
     config = config_from_flags(method)
 
-    def progress(p):
+    def report(p):
       cli.say(f"[{method} {','.join(names)}] it {p['iteration']:5d}  "
               f"tau {p['tau']:.3f}  relaxed {p['relaxed_loss']:.4f}  "
               f"true {p['true_loss']:.4f}  bpp {p['bpp']:.4f}  "
               f"psnr {p['psnr']:.2f}  elapsed {p['elapsed']:.0f}s  "
-              f"ETA {p['eta']:.0f}s")
+              f"ETA {progress.format_seconds(p['eta'])}")
 
+    cli.say(f"[{method}] {config.iterations} iterations, lr "
+            f"{config.learning_rate:g}, schedule {config.schedule} (tau0 "
+            f"{config.tau0:g}, t0 {config.t0}, c {config.annealing_rate:g}, "
+            f"scale {config.schedule_scale:g}): final tau "
+            f"{config.tau(max(0, config.iterations - 1)):.3g}")
     start = time.time()
     result = inference.IterativeInference(
-        model, config, progress_fn=progress,
+        model, config, progress_fn=report,
         progress_every=FLAGS.progress_every).run(x, images[0].shape[:2])
     extras = []
     for i in range(len(images)):
@@ -75,7 +82,9 @@ def latents_fn(method):
       extras.append(dict(
           iterations=config.iterations, lr=config.learning_rate,
           tau0=config.tau0, annealing_rate=config.annealing_rate, t0=config.t0,
-          schedule=config.schedule, inference_lmbda=model.lmbda
+          schedule=config.schedule, schedule_scale=config.schedule_scale,
+          final_tau=config.tau(max(0, config.iterations - 1)),
+          inference_lmbda=model.lmbda
           if config.lmbda is None else config.lmbda,
           init_bpp=float(result.init_bpp[i]), init_psnr=float(init_psnr),
           init_loss=float(result.init_loss[i]), loss=float(result.loss[i]),

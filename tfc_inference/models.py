@@ -184,6 +184,15 @@ class RangeCodedHyperprior(HyperpriorModel):
   def quantize_y(self, y, loc):
     return tf.round(y) if loc is None else tf.round(y - loc) + loc
 
+  def coded_symbols(self, y_hat, z_hat):
+    """The integers the range coder codes for quantized latents [B, ...]:
+    (z_hat - z_offset, y_hat - loc) as int64 numpy arrays (loc = 0 without it)."""
+    loc, _ = self.y_conditional(z_hat, tf.shape(y_hat)[1:3])
+    y_offset = loc if self.y_grid_uses_loc else 0.
+    z = np.round((z_hat - self.z_offset).numpy()).astype(np.int64)
+    y = np.round((y_hat - y_offset).numpy()).astype(np.int64)
+    return z, y
+
   def analyze(self, x):
     """Amortized inference: continuous (y, z) for images x."""
     y = self.analysis_transform(x)

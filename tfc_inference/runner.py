@@ -51,6 +51,8 @@ from typing import Callable, Optional, Sequence, Tuple
 import numpy as np
 
 from tfc_inference import evaluation
+from tfc_inference import plots
+from tfc_inference import progress
 
 DEFAULT_JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 # Ten operating points of one Bayesian AC model: also the grid its coding tables
@@ -288,7 +290,8 @@ def iterative_encoder(method_name):
       progress_fn = lambda p: print(  # noqa: E731
           f"  [{method_name} {run.name} {names}] it {p['iteration']} "
           f"tau {p['tau']:.3f} relaxed {p['relaxed_loss']:.4f} "
-          f"true {p['true_loss']:.4f} ETA {p['eta']:.0f}s", flush=True)
+          f"true {p['true_loss']:.4f} "
+          f"ETA {progress.format_seconds(p['eta'])}", flush=True)
     result = inference.IterativeInference(
         run.model, config, progress_fn=progress_fn,
         progress_every=options.progress_every or 100).run(
@@ -908,13 +911,15 @@ def _ms_ssim_db(values):
   return -10 * np.log10(np.maximum(1 - np.asarray(values, float), 1e-10))
 
 
-def plot_command(csv_paths, out_dir, reference=None, out=None):
+def plot_command(csv_paths, out_dir, reference=None, out=None, title=None,
+                 max_bpp=None):
   """R-D PNGs and the rate-savings figure; returns the written paths.
 
   Writes OUT_DIR/rd_psnr.png (PSNR vs bpp), OUT_DIR/rd_ms_ssim.png (MS-SSIM in
   dB, -10 log10(1 - MS-SSIM), vs bpp, for the CSVs with an ms_ssim column) and
   OUT_DIR/savings_psnr.png (rate savings vs PSNR relative to `reference`,
   default the first CSV), and prints each curve's BD-rate vs the reference.
+  `title` (the protocol) heads every figure; `max_bpp` ends the rate axis.
   """
   out = out or sys.stdout
   if not csv_paths:
@@ -929,15 +934,16 @@ def plot_command(csv_paths, out_dir, reference=None, out=None):
   os.makedirs(out_dir, exist_ok=True)
   written = []
   path = os.path.join(out_dir, "rd_psnr.png")
-  evaluation.plot_rd(curves, path, ylabel="PSNR (dB)")
+  plots.plot_rd(curves, path, ylabel="PSNR (dB)", title=title, max_bpp=max_bpp)
   written.append(path)
   ms_ssim = {labels[p]: read_curve(p, "ms_ssim") for p in paths
              if _has_column(p, "ms_ssim")}
   if ms_ssim:
     path = os.path.join(out_dir, "rd_ms_ssim.png")
-    evaluation.plot_rd({k: (bpp, _ms_ssim_db(v)) for k, (bpp, v)
-                        in ms_ssim.items()}, path,
-                       ylabel="MS-SSIM (dB) = -10 log10(1 - MS-SSIM)")
+    plots.plot_rd({k: (bpp, _ms_ssim_db(v)) for k, (bpp, v)
+                   in ms_ssim.items()}, path,
+                  ylabel="MS-SSIM (dB) = -10 log10(1 - MS-SSIM)", title=title,
+                  max_bpp=max_bpp)
     written.append(path)
   ref_label = labels[reference]
   ref_curve = curves[ref_label]
@@ -954,7 +960,8 @@ def plot_command(csv_paths, out_dir, reference=None, out=None):
     print(f"BD-rate of {label} relative to {ref_label}: {bd:+.2f} %", file=out)
   if others:
     path = os.path.join(out_dir, "savings_psnr.png")
-    evaluation.plot_savings(ref_curve, others, path, reference_label=ref_label)
+    plots.plot_savings(ref_curve, others, path, reference_label=ref_label,
+                       title=title)
     written.append(path)
   for path in written:
     print(f"wrote {path}", file=out)

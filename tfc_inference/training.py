@@ -42,11 +42,15 @@ def make_dataset(train_glob, patchsize, batchsize, seed=0):
   return dataset.batch(batchsize, drop_remainder=True).prefetch(2), len(files)
 
 
-def learning_rate_schedule(lr, last_step, decay_fraction=0.8):
-  """`lr` for the first `decay_fraction` of training, then `lr / 10`."""
-  boundary = max(1, int(decay_fraction * last_step))
+def decay_step(last_step, decay_at=None, decay_fraction=0.8):
+  """The step where the learning rate drops 10x: `decay_at`, else 80% of last_step."""
+  return max(1, int(decay_fraction * last_step) if decay_at is None else decay_at)
+
+
+def learning_rate_schedule(lr, last_step, decay_at=None):
+  """`lr` until `decay_step(last_step, decay_at)`, then `lr / 10`."""
   return tf.keras.optimizers.schedules.PiecewiseConstantDecay(
-      [boundary], [lr, lr / 10.])
+      [decay_step(last_step, decay_at)], [lr, lr / 10.])
 
 
 def _format_seconds(seconds):
@@ -54,17 +58,48 @@ def _format_seconds(seconds):
   return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def training_leg(start_step, last_step, lr, decay_at=None, **details):
+  """One entry of config.json's `lr_schedule`: a training command's steps and rates."""
+  return dict(from_step=int(start_step), to_step=int(last_step), optimizer="Adam",
+              lr=lr, lr_after=lr / 10., decay_at=decay_step(last_step, decay_at),
+              **details)
+
+
+def record_leg(config, leg):
+  """Appends `leg` to config["lr_schedule"] (a list; an old string becomes its head).
+
+  A leg that repeats the previous one except for its start (the same command run
+  again after an interruption) replaces nothing and is not appended twice.
+  """
+  schedule = config.get("lr_schedule", [])
+  if not isinstance(schedule, list):
+    schedule = [schedule]
+  same = lambda a, b: (isinstance(a, dict) and
+                       {k: v for k, v in a.items() if k != "from_step"} ==
+                       {k: v for k, v in b.items() if k != "from_step"})
+  if not (schedule and same(schedule[-1], leg)):
+    schedule.append(leg)
+  config["lr_schedule"] = schedule
+
+
 def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
-          log_every=100, save_every=500, export_every=5000, print_fn=print):
+          initial_step=0, decay_at=None, leg_details=None, log_every=100,
+          save_every=500, export_every=5000, print_fn=print):
   """Trains `model` until `last_step`, resuming from `run_path/train` if present.
 
-  Writes resumable checkpoints (with optimizer state) to `run_path/train`,
-  TensorBoard summaries to `run_path/logs`, and the shippable `weights.npz` +
-  `config.json` every `export_every` steps and at the end. SIGTERM/SIGINT save
-  a checkpoint before exiting. Returns the dict of the last logged averages.
+  Without a checkpoint in `run_path/train`, weights come from `init_arrays` (if
+  given) and the step counter starts at `initial_step` (the shipped run's `steps`
+  when a run continues from its own exported weights). Writes resumable
+  checkpoints (with optimizer state) to `run_path/train`, TensorBoard summaries to
+  `run_path/logs`, and the shippable `weights.npz` + `config.json` every
+  `export_every` steps and at the end. The learning rate drops to lr / 10 at
+  `decay_at` (default 80% of `last_step`). config["lr_schedule"] gets this leg
+  (`leg_details`, e.g. patch and batch size, are recorded with it). SIGTERM/SIGINT
+  save a checkpoint before exiting. Returns the dict of the last logged averages.
   """
   os.makedirs(run_path, exist_ok=True)
-  optimizer = tf.keras.optimizers.Adam(learning_rate_schedule(lr, last_step))
+  optimizer = tf.keras.optimizers.Adam(
+      learning_rate_schedule(lr, last_step, decay_at))
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
   state = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
   manager = tf.train.CheckpointManager(
@@ -72,10 +107,20 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
   if manager.latest_checkpoint:
     state.restore(manager.latest_checkpoint).expect_partial()
     print_fn(f"resumed from {manager.latest_checkpoint} at step {int(step)}")
-  elif init_arrays is not None:
-    assigned = model.set_weight_arrays(init_arrays, partial=True)
-    print_fn(f"initialized {len(assigned)}/{len(model.weights)} weights from "
-             f"{config.get('init_from')}")
+  else:
+    if init_arrays is not None:
+      assigned = model.set_weight_arrays(init_arrays, partial=True)
+      print_fn(f"initialized {len(assigned)}/{len(model.weights)} weights from "
+               f"{config.get('init_from')}")
+    step.assign(initial_step)
+    if initial_step:
+      print_fn(f"continuing at step {initial_step}")
+    if initial_step >= last_step:
+      raise ValueError(f"the run is at step {initial_step} already; set "
+                       f"--last_step above it to train more")
+  if int(step) < last_step:
+    record_leg(config, training_leg(int(step), last_step, lr, decay_at,
+                                    **(leg_details or {})))
 
   @tf.function
   def train_step(x):

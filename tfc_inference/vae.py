@@ -161,14 +161,15 @@ def fingerprint(weights, tables):
   return digest.digest()[:8]
 
 
-def load_run(run, checkpoint_dir=None):
+def load_run(run, checkpoint_dir=None, name_only=False):
   """Loads a bls2017_vae run: returns (model, tables, config, run_name).
 
   `run` is a run name in `checkpoint_dir` (default: `checkpoints.default_checkpoint_dir`)
-  or a path to a run directory. `tables` is the dict of `tables/...` arrays of
+  or a path to a run directory (not with `name_only`, for names read from files).
+  `tables` is the dict of `tables/...` arrays of
   `weights.npz` (empty if the coding tables have not been fitted yet).
   """
-  path = checkpoints.run_dir(run, checkpoint_dir)
+  path = checkpoints.run_dir(run, checkpoint_dir, name_only)
   config = checkpoints.read_config(path)
   model = build_model(config)
   weights, tables = checkpoints.load_arrays(path)
