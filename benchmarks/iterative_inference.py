@@ -65,7 +65,8 @@ def run_method(model, run_name, method, batch, out_dir):
       progress_fn=lambda p: print(
           f"  [{method} {','.join(names)}] it {p['iteration']} tau {p['tau']:.3f} "
           f"relaxed {p['relaxed_loss']:.4f} true {p['true_loss']:.4f} "
-          f"{p['elapsed']:.0f}s ETA {progress.format_seconds(p['eta'])}", flush=True)).run(
+          f"{p['elapsed']:.0f}s ETA {progress.format_seconds(p['eta'])}",
+          flush=True)).run(
               x, batch[0][1].shape[:2])
   seconds = time.time() - start
   for i, (name, image) in enumerate(batch):

@@ -86,7 +86,8 @@ def main(argv):
       model, config, progress_every=max(1, its // 4),
       progress_fn=lambda p: print(
           f"  it {p['iteration']:4d}  tau {p['tau']:.3f}  true loss "
-          f"{p['true_loss']:.4f}  elapsed {p['elapsed']:.0f}s  ETA {progress.format_seconds(p['eta'])}",
+          f"{p['true_loss']:.4f}  elapsed {p['elapsed']:.0f}s  "
+          f"ETA {progress.format_seconds(p['eta'])}",
           flush=True)).run(x, image.shape[:2])
   rows.append(("SGA [M1]", "sga", result.y_hat, result.z_hat, time.time() - start))
 

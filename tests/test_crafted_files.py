@@ -132,12 +132,13 @@ def mutations(data, rng):
     # Another q(z | y): the image decodes, the side information fails.
     yield "bits-back bbvi_its + 1", raw(extra=changed.to_bytes()), False
   if original.method in decoding.BAYESIAN_AC_METHODS:
-    quantizer, setting, index = bi._EXTRA.unpack(original.extra)  # pylint: disable=protected-access
+    header = bi._EXTRA  # pylint: disable=protected-access
+    quantizer, setting, index = header.unpack(original.extra)
     for q, s, i in ((quantizer, setting, 0), (quantizer, setting, 65535),
                     (9, setting, index), (quantizer, float("nan"), index),
                     (2, setting, index), (3, setting, 0)):
-      yield (f"bayesian_ac header {(q, s, i)}",
-             raw(extra=bi._EXTRA.pack(q, s, i)), (q, s, i) != (quantizer, setting, index))  # pylint: disable=protected-access
+      yield (f"bayesian_ac header {(q, s, i)}", raw(extra=header.pack(q, s, i)),
+             (q, s, i) != (quantizer, setting, index))
   # Payloads: empty, truncated, extended, random, swapped, bit flips.
   strings = list(original.strings)
   for i, string in enumerate(strings):

@@ -141,7 +141,8 @@ def test_plot_styles_are_one_per_method_and_readable():
   text, colour, line = plots.style("sga")
   assert text == "SGA [M1]" and line == "-"
   published = plots.style("sga-psnr")
-  assert published[1] == colour and published[2] == "--" and "published" in published[0]
+  assert published[1] == colour and published[2] == "--"
+  assert "published" in published[0]
   assert plots.style("published: jpeg420")[1] == plots.style("jpeg")[1]
   assert plots.style("sga@bmshj2018")[0] == "SGA [M1] (bmshj2018)"
   assert plots.style("something else") == ("something else", None, "-")

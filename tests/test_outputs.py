@@ -132,3 +132,13 @@ def test_eta_ignores_the_first_iteration(monkeypatch):
   now[0] += 9.
   assert clock.update(11) == pytest.approx(90.)
   assert progress.format_seconds(math.nan) == "?"
+
+
+def test_run_names_that_files_cannot_hold_fail_before_any_work(tmp_path):
+  from tfc_inference import checkpoints  # pylint: disable=import-outside-toplevel
+  with pytest.raises(checkpoints.CheckpointError, match="cannot name a run"):
+    checkpoints.check_run_name("my run")
+  checkpoints.check_run_name("mbt2018-num_filters=64-lmbda=0.01")
+  done = run("mbt2018.py", "train", "--run_name", "a b", "--train_glob",
+             str(tmp_path / "*.png"), "--checkpoint_dir", str(tmp_path))
+  assert done.returncode == 1 and "cannot name a run" in done.stderr

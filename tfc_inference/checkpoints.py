@@ -15,6 +15,7 @@ import tempfile
 
 import numpy as np
 
+from tfc_inference import file_format
 from tfc_inference import models
 
 WEIGHTS_FILE = "weights.npz"
@@ -32,6 +33,16 @@ def default_checkpoint_dir():
 
 class CheckpointError(ValueError):
   """A run that cannot be found or loaded; the message is one line."""
+
+
+def check_run_name(name):
+  """Raises CheckpointError unless `name` can be written into a file header."""
+  try:
+    file_format.check_run_name(name)
+  except file_format.FormatError:
+    raise CheckpointError(
+        f"{name[:80]!r} cannot name a run: use letters, digits and _.,=+- "
+        "(it is stored in every compressed file)") from None
 
 
 def run_dir(run, checkpoint_dir=None, name_only=False):
@@ -122,6 +133,7 @@ def load_run(run, checkpoint_dir=None, name_only=False):
   `name_only`: see `run_dir`.
   """
   path = run_dir(run, checkpoint_dir, name_only)
+  check_run_name(os.path.basename(os.path.normpath(path)))
   config = read_config(path)
   model = build_model(config)
   weights, tables = load_arrays(path)

@@ -33,6 +33,7 @@ def train_run(name, model, fields):
   `fields` are the model-specific entries of config.json (model family, sizes,
   loss). Returns (run directory, config).
   """
+  checkpoints.check_run_name(name)
   training.seed_everything(FLAGS.seed)
   path = os.path.join(cli.checkpoint_dir(), name)
   dataset, num_files = training.make_dataset(

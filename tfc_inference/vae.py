@@ -170,6 +170,7 @@ def load_run(run, checkpoint_dir=None, name_only=False):
   `weights.npz` (empty if the coding tables have not been fitted yet).
   """
   path = checkpoints.run_dir(run, checkpoint_dir, name_only)
+  checkpoints.check_run_name(os.path.basename(os.path.normpath(path)))
   config = checkpoints.read_config(path)
   model = build_model(config)
   weights, tables = checkpoints.load_arrays(path)
