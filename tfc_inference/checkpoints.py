@@ -17,6 +17,7 @@ import numpy as np
 
 from tfc_inference import file_format
 from tfc_inference import models
+from tfc_inference import output_paths
 
 WEIGHTS_FILE = "weights.npz"
 CONFIG_FILE = "config.json"
@@ -78,13 +79,8 @@ def read_config(path):
 
 
 def write_json_atomic(path, obj):
-  directory = os.path.dirname(path) or "."
-  with tempfile.NamedTemporaryFile("w", dir=directory, delete=False,
-                                   suffix=".tmp") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.chmod(f.name, 0o644)  # tempfiles are private; shipped files are not
-  os.replace(f.name, path)
+  text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+  output_paths.write_atomic(path, text.encode("utf-8"))
 
 
 def write_config(path, config):
