@@ -31,12 +31,13 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
-from tfc_inference import bayesian_ac_image as bi  # pylint: disable=g-import-not-at-top
-from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
-from tfc_inference import evaluation  # pylint: disable=g-import-not-at-top
-from tfc_inference import image_io  # pylint: disable=g-import-not-at-top
-from tfc_inference import plots  # pylint: disable=g-import-not-at-top
-from tfc_inference import vae  # pylint: disable=g-import-not-at-top
+from tfc_inference.coding import bayesian_ac_image as bi  # pylint: disable=g-import-not-at-top
+from tfc_inference.evaluation import bayesian_ac_sweep  # pylint: disable=g-import-not-at-top
+from tfc_inference.evaluation import plots  # pylint: disable=g-import-not-at-top
+from tfc_inference.evaluation import rd_curves  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import checkpoints  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import vae  # pylint: disable=g-import-not-at-top
+from tfc_inference.util import image_io  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("run", None,
                     "Run to evaluate; default: the only bls2017_vae run in "
@@ -50,9 +51,10 @@ flags.DEFINE_string("results_dir", None,
 flags.DEFINE_list("lambdas", None, "Bayesian AC lambdas; default: the fitted grid.")
 flags.DEFINE_list("uniform_steps", None, "Uniform steps; default: all fitted.")
 flags.DEFINE_list("kmeans_levels", None, "k-means levels; default: all fitted.")
-flags.DEFINE_list("jpeg_qualities", [str(q) for q in bi.DEFAULT_JPEG_QUALITIES],
+flags.DEFINE_list("jpeg_qualities",
+                  [str(q) for q in bayesian_ac_sweep.DEFAULT_JPEG_QUALITIES],
                   "JPEG qualities.")
-flags.DEFINE_list("methods", list(bi.ALL_METHODS), "Methods to sweep.")
+flags.DEFINE_list("methods", list(bayesian_ac_sweep.ALL_METHODS), "Methods to sweep.")
 flags.DEFINE_bool("write_config", True,
                   "After a sweep of all 24 Kodak images, record the Bayesian AC "
                   "curve in the run's config.json.")
@@ -90,7 +92,7 @@ def bd_rates(rows):
     if method == "bayesian_ac":
       continue
     try:
-      result[method] = evaluation.bd_rate(
+      result[method] = rd_curves.bd_rate(
           [r["bpp"] for r in other], [r["psnr"] for r in other],
           [r["bpp"] for r in ours], [r["psnr"] for r in ours])
     except ValueError:  # too few points, or no PSNR overlap
@@ -147,13 +149,14 @@ def main(argv):
         os.path.join(results_dir, "images", f"{name}.json"),
         dict(image=name, run=codec.run_name, points=results))
 
-  sweep = bi.rate_distortion(
+  sweep = bayesian_ac_sweep.rate_distortion(
       codec, images, lambdas=_numbers(FLAGS.lambdas),
       uniform_steps=_numbers(FLAGS.uniform_steps),
       kmeans_levels=_numbers(FLAGS.kmeans_levels, int),
       jpeg_qualities=_numbers(FLAGS.jpeg_qualities, int), methods=FLAGS.methods,
       print_fn=lambda m: print(m, flush=True), image_done_fn=image_done)
-  bi.write_rate_distortion(results_dir, sweep, extra=dict(run=codec.run_name))
+  bayesian_ac_sweep.write_rate_distortion(results_dir, sweep,
+                                          extra=dict(run=codec.run_name))
   rows = sweep["rows"]
   summary = dict(run=codec.run_name, images=[name for name, _ in images],
                  rows=rows, bd_rate_of_bayesian_ac_vs=bd_rates(rows))
@@ -175,7 +178,7 @@ def main(argv):
   for name in FLAGS.published:
     path = os.path.join(FLAGS.published_dir, name)
     if os.path.exists(path):
-      curves[f"published: {os.path.splitext(name)[0]}"] = evaluation.read_curve(path)
+      curves[f"published: {os.path.splitext(name)[0]}"] = rd_curves.read_curve(path)
   plots.plot_rd(curves, os.path.join(results_dir, "rd_psnr.png"),
                 title=f"Kodak ({len(images)} images), {codec.run_name}")
   plots.plot_rd(
@@ -188,7 +191,7 @@ def main(argv):
   if os.path.exists(channels_path):
     with open(channels_path) as f:
       plot_channels(json.load(f), os.path.join(results_dir, "channels.png"))
-  for line in bi.format_rows(rows):
+  for line in bayesian_ac_sweep.format_rows(rows):
     print(line)
   for method, value in summary["bd_rate_of_bayesian_ac_vs"].items():
     print(f"BD-rate of Bayesian AC vs {method}: "

@@ -25,12 +25,12 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-from tfc_inference import bbvi  # pylint: disable=g-import-not-at-top
-from tfc_inference import bits_back  # pylint: disable=g-import-not-at-top
-from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
-from tfc_inference import codec  # pylint: disable=g-import-not-at-top
-from tfc_inference import image_io  # pylint: disable=g-import-not-at-top
-from tfc_inference import metrics  # pylint: disable=g-import-not-at-top
+from tfc_inference.coding import bits_back  # pylint: disable=g-import-not-at-top
+from tfc_inference.coding import codec  # pylint: disable=g-import-not-at-top
+from tfc_inference.inference import bbvi  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import checkpoints  # pylint: disable=g-import-not-at-top
+from tfc_inference.util import image_io  # pylint: disable=g-import-not-at-top
+from tfc_inference.util import metrics  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("bb_run", "mbt2018_bb-num_filters=64-lmbda=0.01", "Bits-back run.")
 flags.DEFINE_string("base_run", "mbt2018-num_filters=64-lmbda=0.01",
@@ -88,7 +88,9 @@ def encode(method, base, bb, name, image):
 
 DECODE_SCRIPT = """
 import json, sys
-from tfc_inference import bits_back, checkpoints, file_format
+
+from tfc_inference.coding import bits_back, file_format
+from tfc_inference.models import checkpoints
 model, _, _ = checkpoints.load_run(sys.argv[1], sys.argv[2] or None)
 out = {}
 for path in sys.argv[3:]:

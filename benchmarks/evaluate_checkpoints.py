@@ -31,10 +31,11 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
-from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
-from tfc_inference import evaluation  # pylint: disable=g-import-not-at-top
-from tfc_inference import models  # pylint: disable=g-import-not-at-top
-from tfc_inference import runner  # pylint: disable=g-import-not-at-top
+from tfc_inference.evaluation import rd_curves  # pylint: disable=g-import-not-at-top
+from tfc_inference.evaluation import registry  # pylint: disable=g-import-not-at-top
+from tfc_inference.evaluation import runner  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import checkpoints  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import hyperprior  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("kodak", "../shared/data/kodak/*.png", "Glob of Kodak images.")
 flags.DEFINE_string("published", "results/published/yang2020_improving_inference"
@@ -62,7 +63,7 @@ def evaluate_run(run, root):
   run_results = os.path.join(FLAGS.results_dir, method, run)
   shutil.rmtree(run_results, ignore_errors=True)
   runner.run_method(method, FLAGS.results_dir, FLAGS.kodak, run,
-                    runner.Options(checkpoint_dir=FLAGS.checkpoint_dir))
+                    registry.Options(checkpoint_dir=FLAGS.checkpoint_dir))
   rows = []
   for path in sorted(glob.glob(os.path.join(run_results, "*.json"))):
     with open(path) as f:
@@ -83,7 +84,7 @@ def readme_table(root):
            "| PSNR (dB) | MS-SSIM |", "| --- | --- | --- | --- | --- | --- | --- "
            "| --- | --- |"]
   for run in checkpoints.list_runs(root):
-    if run.split("-")[0] not in models.MODEL_CLASSES:
+    if run.split("-")[0] not in hyperprior.MODEL_CLASSES:
       continue
     c = checkpoints.read_config(os.path.join(root, run))
     k = c.get("kodak", {})
@@ -103,7 +104,7 @@ def measured_curves(root):
   """{family: [(lmbda, kodak dict)] sorted by lambda} from the runs' config.json."""
   curves = {}
   for run in checkpoints.list_runs(root):
-    if run.split("-")[0] not in models.MODEL_CLASSES:
+    if run.split("-")[0] not in hyperprior.MODEL_CLASSES:
       continue
     config = checkpoints.read_config(os.path.join(root, run))
     if "kodak" in config:
@@ -118,15 +119,15 @@ def zoo_checks(curves):
   lines = []
   mean_scale = curves.get("mbt2018", [])
   if os.path.exists(FLAGS.published) and len(mean_scale) >= 2:
-    ref_bpp, ref_psnr = evaluation.read_curve(FLAGS.published)
+    ref_bpp, ref_psnr = rd_curves.read_curve(FLAGS.published)
     bpp = [k["bpp"] for _, k in mean_scale]
     psnr = [k["psnr"] for _, k in mean_scale]
     try:
       lines.append(
           f"- BD-rate of the mbt2018 family against the published base hyperprior "
           f"(Yang et al. 2020, 192 filters, 2M steps on CLIC): "
-          f"**{evaluation.bd_rate(ref_bpp, ref_psnr, bpp, psnr):+.1f}%** "
-          f"(BD-PSNR {evaluation.bd_psnr(ref_bpp, ref_psnr, bpp, psnr):+.2f} dB; "
+          f"**{rd_curves.bd_rate(ref_bpp, ref_psnr, bpp, psnr):+.1f}%** "
+          f"(BD-PSNR {rd_curves.bd_psnr(ref_bpp, ref_psnr, bpp, psnr):+.2f} dB; "
           f"PSNR overlap {max(min(psnr), min(ref_psnr)):.2f}-"
           f"{min(max(psnr), max(ref_psnr)):.2f} dB).")
     except ValueError as error:
@@ -177,7 +178,7 @@ def main(argv):
   del argv
   root = FLAGS.checkpoint_dir or checkpoints.default_checkpoint_dir()
   runs = FLAGS.runs or [r for r in checkpoints.list_runs(root)
-                       if r.split("-")[0] in models.MODEL_CLASSES]
+                       if r.split("-")[0] in hyperprior.MODEL_CLASSES]
   for run in runs:
     start = time.time()
     config, means = evaluate_run(run, root)

@@ -27,11 +27,11 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
-from tfc_inference import codec  # pylint: disable=g-import-not-at-top
-from tfc_inference import image_io  # pylint: disable=g-import-not-at-top
-from tfc_inference import inference  # pylint: disable=g-import-not-at-top
-from tfc_inference import progress  # pylint: disable=g-import-not-at-top
+from tfc_inference.coding import codec  # pylint: disable=g-import-not-at-top
+from tfc_inference.inference import iterative  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import checkpoints  # pylint: disable=g-import-not-at-top
+from tfc_inference.util import image_io  # pylint: disable=g-import-not-at-top
+from tfc_inference.util import progress  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("run", "mbt2018-num_filters=64-lmbda=0.01", "Mean-scale run.")
 flags.DEFINE_string("checkpoint_dir", None, "Run folder (default: shipped).")
@@ -40,7 +40,7 @@ flags.DEFINE_integer("num_images", 24, "Use the first N images of the glob.")
 flags.DEFINE_string("crop", None,
                     "Optional HxW center crop (e.g. 256x256) to cut the cost; the "
                     "summary says so.")
-flags.DEFINE_list("methods", list(inference.METHODS), "Methods to compare.")
+flags.DEFINE_list("methods", list(iterative.METHODS), "Methods to compare.")
 flags.DEFINE_integer("sga_its", 2000, "Iterations per method.")
 flags.DEFINE_integer("eval_every", 10, "True-loss evaluation interval.")
 flags.DEFINE_integer("batch_images", 4, "Same-sized images optimized jointly.")
@@ -57,10 +57,10 @@ def load_images():
 def run_method(model, run_name, method, batch, out_dir):
   names = [n for n, _ in batch]
   x = tf.concat([codec.to_batch(im) for _, im in batch], 0)
-  config = inference.InferenceConfig(method=method, iterations=FLAGS.sga_its,
+  config = iterative.InferenceConfig(method=method, iterations=FLAGS.sga_its,
                                      eval_every=FLAGS.eval_every, seed=FLAGS.seed)
   start = time.time()
-  result = inference.IterativeInference(
+  result = iterative.IterativeInference(
       model, config, progress_every=500,
       progress_fn=lambda p: print(
           f"  [{method} {','.join(names)}] it {p['iteration']} tau {p['tau']:.3f} "

@@ -22,8 +22,8 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
-from tfc_inference import evaluation  # pylint: disable=g-import-not-at-top
-from tfc_inference import runner  # pylint: disable=g-import-not-at-top
+from tfc_inference.evaluation import rd_curves  # pylint: disable=g-import-not-at-top
+from tfc_inference.evaluation import runner  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("results_dir", None, "Folder of METHOD/RUN/IMAGE.json.")
 flags.DEFINE_string("reference", "mbt2018",
@@ -48,8 +48,8 @@ def curve(records):
 
 def _bd(reference, other):
   try:
-    return (evaluation.bd_rate(reference[1], reference[2], other[1], other[2]),
-            evaluation.bd_psnr(reference[1], reference[2], other[1], other[2]))
+    return (rd_curves.bd_rate(reference[1], reference[2], other[1], other[2]),
+            rd_curves.bd_psnr(reference[1], reference[2], other[1], other[2]))
   except ValueError:  # no PSNR overlap
     return float("nan"), float("nan")
 
@@ -60,7 +60,7 @@ def main(_):
     raise app.UsageError(f"no {FLAGS.reference} results in {FLAGS.results_dir}")
   curves = {method: curve(rows) for method, rows in records.items()}
   reference = curves[FLAGS.reference]
-  published = [(os.path.basename(p), evaluation.read_curve(p))
+  published = [(os.path.basename(p), rd_curves.read_curve(p))
                for p in FLAGS.published]
   lambdas = reference[0]
   header = (["method", "lambdas x images", f"BD-rate vs {FLAGS.reference}",

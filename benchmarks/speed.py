@@ -96,10 +96,10 @@ def _bb_run_name():
 
 def measure_in_process(kind, image):
   """One measurement in this process; returns a JSON-able dict."""
-  from tfc_inference import bbvi  # pylint: disable=import-outside-toplevel
-  from tfc_inference import checkpoints  # pylint: disable=import-outside-toplevel
-  from tfc_inference import codec  # pylint: disable=import-outside-toplevel
-  from tfc_inference import inference  # pylint: disable=import-outside-toplevel
+  from tfc_inference.inference import bbvi  # pylint: disable=import-outside-toplevel
+  from tfc_inference.coding import codec  # pylint: disable=import-outside-toplevel
+  from tfc_inference.models import checkpoints  # pylint: disable=import-outside-toplevel
+  from tfc_inference.inference import iterative  # pylint: disable=import-outside-toplevel
 
   run = _bb_run_name() if kind == "bb_sga" else FLAGS.run
   model, config, run_name = checkpoints.load_run(run, FLAGS.checkpoint_dir)
@@ -114,7 +114,7 @@ def measure_in_process(kind, image):
                                       y_hat, z_hat)
 
     def decode(data):
-      from tfc_inference import file_format  # pylint: disable=import-outside-toplevel
+      from tfc_inference.coding import file_format  # pylint: disable=import-outside-toplevel
       return codec.range_coded_decode_fn(
           model, file_format.CompressedFile.from_bytes(data))
 
@@ -143,8 +143,8 @@ def measure_in_process(kind, image):
     inferer = bbvi.BitsBackInference(
         model, bbvi.BitsBackConfig(iterations=iterations), record, 1)
   else:
-    inferer = inference.IterativeInference(
-        model, inference.InferenceConfig(method=kind, iterations=iterations),
+    inferer = iterative.IterativeInference(
+        model, iterative.InferenceConfig(method=kind, iterations=iterations),
         record, 1)
   inferer.run(x, shape)
   (first, warmup), (last, end) = marks[1], marks[-1]
@@ -155,8 +155,8 @@ def measure_in_process(kind, image):
 
 
 def load_image():
-  from tfc_inference import image_io  # pylint: disable=import-outside-toplevel
-  from tfc_inference import synthetic  # pylint: disable=import-outside-toplevel
+  from tfc_inference.util import image_io  # pylint: disable=import-outside-toplevel
+  from tfc_inference.util import synthetic  # pylint: disable=import-outside-toplevel
   if FLAGS.image:
     return image_io.read_image(FLAGS.image), os.path.basename(FLAGS.image)
   height, width = (int(v) for v in FLAGS.size.lower().split("x"))
@@ -169,7 +169,7 @@ def main(argv):
     image = np.load(FLAGS.image_npy)
     print(json.dumps(measure_in_process(FLAGS.measure, image)))
     return
-  from tfc_inference import checkpoints  # pylint: disable=import-outside-toplevel
+  from tfc_inference.models import checkpoints  # pylint: disable=import-outside-toplevel
   image, image_name = load_image()
   family = checkpoints.read_config(
       checkpoints.run_dir(FLAGS.run, FLAGS.checkpoint_dir))["model"]
@@ -178,7 +178,7 @@ def main(argv):
     npy = os.path.join(tmp, "image.npy")
     png = os.path.join(tmp, "image.png")
     np.save(npy, image)
-    from tfc_inference import image_io  # pylint: disable=import-outside-toplevel
+    from tfc_inference.util import image_io  # pylint: disable=import-outside-toplevel
     image_io.write_png(png, image)
     checkpoint_args = (["--checkpoint_dir", FLAGS.checkpoint_dir]
                        if FLAGS.checkpoint_dir else [])

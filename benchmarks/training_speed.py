@@ -26,8 +26,8 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-from tfc_inference import models  # pylint: disable=g-import-not-at-top
-from tfc_inference import synthetic  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import hyperprior  # pylint: disable=g-import-not-at-top
+from tfc_inference.util import synthetic  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_list("families", ["mbt2018", "bmshj2018", "mbt2018_bb"],
                   "Model families to time.")
@@ -48,7 +48,7 @@ def _seconds(fn, steps):
 
 def time_setting(family, patch, batch, steps):
   """Seconds per call of forward, forward+backward, optimizer and full step."""
-  model = models.MODEL_CLASSES[family](lmbda=0.01, num_filters=FLAGS.num_filters)
+  model = hyperprior.MODEL_CLASSES[family](lmbda=0.01, num_filters=FLAGS.num_filters)
   model.build_all()
   x = tf.constant(synthetic.image_batch(batch, patch, patch, seed=0), tf.float32)
   optimizer = tf.keras.optimizers.Adam(1e-4)

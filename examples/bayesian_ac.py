@@ -41,24 +41,26 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 
-from tfc_inference import bayesian_ac_image as bi  # pylint: disable=g-import-not-at-top
-from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
-from tfc_inference import cli  # pylint: disable=g-import-not-at-top
-from tfc_inference import commands  # pylint: disable=g-import-not-at-top
-from tfc_inference import decoding  # pylint: disable=g-import-not-at-top
-from tfc_inference import file_format  # pylint: disable=g-import-not-at-top
-from tfc_inference import image_io  # pylint: disable=g-import-not-at-top
-from tfc_inference import output_paths  # pylint: disable=g-import-not-at-top
-from tfc_inference import vae  # pylint: disable=g-import-not-at-top
+from tfc_inference.cli import commands  # pylint: disable=g-import-not-at-top
+from tfc_inference.cli import common  # pylint: disable=g-import-not-at-top
+from tfc_inference.coding import bayesian_ac_image as bi  # pylint: disable=g-import-not-at-top
+from tfc_inference.coding import bayesian_ac_tables  # pylint: disable=g-import-not-at-top
+from tfc_inference.coding import decoding  # pylint: disable=g-import-not-at-top
+from tfc_inference.coding import file_format  # pylint: disable=g-import-not-at-top
+from tfc_inference.evaluation import bayesian_ac_sweep  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import checkpoints  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import vae  # pylint: disable=g-import-not-at-top
+from tfc_inference.util import image_io  # pylint: disable=g-import-not-at-top
+from tfc_inference.util import output_paths  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 FILE_SUFFIX = ".tfci"
 
-cli.define_coding_flags()
+common.define_coding_flags()
 # -- training
-cli.define_train_flags(vae.PREFIX, with_lambda=False, run_name_help=(
+common.define_train_flags(vae.PREFIX, with_lambda=False, run_name_help=(
     "Run directory name; default: bls2017_vae-num_filters=N-sigma2=S."))
-flags.adopt_module_key_flags(cli)
+flags.adopt_module_key_flags(common)
 flags.DEFINE_float("sigma2", vae.DEFAULT_SIGMA2,
                    "Variance of the Gaussian likelihood on [0, 1] pixels (paper: "
                    "0.001); smaller values weigh distortion more.")
@@ -68,12 +70,14 @@ flags.DEFINE_string("fit_glob", None,
                     "Images to fit the coding tables on; default: --train_glob.")
 flags.DEFINE_integer("fit_images", 0,
                      "Use at most this many (seeded random) fit images; 0: all.")
-flags.DEFINE_list("fit_lambdas", [f"{v:g}" for v in bi.DEFAULT_LAMBDAS],
+flags.DEFINE_list("fit_lambdas", [f"{v:g}" for v in bayesian_ac_tables.DEFAULT_LAMBDAS],
                   "Lambdas that get Bayesian AC symbol tables (others use the "
                   "nearest, in log).")
-flags.DEFINE_list("fit_uniform_steps", [f"{v:g}" for v in bi.DEFAULT_UNIFORM_STEPS],
+flags.DEFINE_list("fit_uniform_steps",
+                  [f"{v:g}" for v in bayesian_ac_tables.DEFAULT_UNIFORM_STEPS],
                   "Step sizes of the uniform-quantization baseline (latent units).")
-flags.DEFINE_list("fit_kmeans_levels", [str(v) for v in bi.DEFAULT_KMEANS_LEVELS],
+flags.DEFINE_list("fit_kmeans_levels",
+                  [str(v) for v in bayesian_ac_tables.DEFAULT_KMEANS_LEVELS],
                   "Per-channel grid sizes K of the k-means baseline.")
 flags.DEFINE_integer("prior_steps", 1000,
                      "Adam steps of the empirical prior's maximum-likelihood fit.")
@@ -84,7 +88,7 @@ flags.DEFINE_integer("fit_positions", 32768,
 flags.DEFINE_float("lambda", None,
                    "compress: Bayesian AC rate penalty per bit (larger: smaller "
                    "files). Required with --quantizer bayesian_ac.")
-flags.DEFINE_enum("quantizer", "bayesian_ac", list(bi.QUANTIZERS),
+flags.DEFINE_enum("quantizer", "bayesian_ac", list(bayesian_ac_tables.QUANTIZERS),
                   "compress: bayesian_ac, or a baseline on the same latents.")
 flags.DEFINE_float("step", None, "compress --quantizer uniform: the step size "
                    "(one of the run's fitted steps).")
@@ -97,9 +101,10 @@ flags.DEFINE_list("uniform_steps", None,
                   "rd: uniform step sizes (fitted ones); default: all fitted.")
 flags.DEFINE_list("kmeans_levels", None,
                   "rd: k-means levels (fitted ones); default: all fitted.")
-flags.DEFINE_list("jpeg_qualities", [str(q) for q in bi.DEFAULT_JPEG_QUALITIES],
+flags.DEFINE_list("jpeg_qualities",
+                  [str(q) for q in bayesian_ac_sweep.DEFAULT_JPEG_QUALITIES],
                   "rd: JPEG qualities (chroma 4:2:0).")
-flags.DEFINE_list("methods", list(bi.ALL_METHODS), "rd: methods to sweep.")
+flags.DEFINE_list("methods", list(bayesian_ac_sweep.ALL_METHODS), "rd: methods to sweep.")
 
 
 def _numbers(name, cast=float):
@@ -124,8 +129,8 @@ def _fit_kwargs():
 def _fit(model, path, config):
   images = [image for _, image in bi.read_images(
       FLAGS.fit_glob or FLAGS.train_glob, FLAGS.fit_images or None, FLAGS.seed)]
-  bi.fit_run(model, path, images, config, print_fn=cli.say, **_fit_kwargs())
-  cli.say(f"coding tables written to {os.path.join(path, checkpoints.WEIGHTS_FILE)}")
+  bi.fit_run(model, path, images, config, print_fn=common.say, **_fit_kwargs())
+  common.say(f"coding tables written to {os.path.join(path, checkpoints.WEIGHTS_FILE)}")
 
 
 def train():
@@ -139,17 +144,17 @@ def train():
       loss="NELBO: KL(q(y|x) || N(0, 1)) + ||x - g(y)||^2 / (2 sigma2), "
            "pixels in [0, 1], y ~ q(y|x) reparameterized"))
   if config.get("steps", 0) < FLAGS.last_step:
-    cli.warn("training stopped before --last_step; coding tables not fitted (run "
-             "train again to resume, or `fit RUNNAME`)")
+    common.warn("training stopped before --last_step; coding tables not fitted "
+                "(run train again to resume, or `fit RUNNAME`)")
     return
   _fit(model, path, config)
 
 
 def fit(run):
   """`fit RUNNAME`: (re)fits the coding tables of a trained run."""
-  model, _, config, run_name = vae.load_run(run, cli.checkpoint_dir())
-  path = checkpoints.run_dir(run, cli.checkpoint_dir())
-  cli.say(f"fitting the coding tables of {run_name}")
+  model, _, config, run_name = vae.load_run(run, common.checkpoint_dir())
+  path = checkpoints.run_dir(run, common.checkpoint_dir())
+  common.say(f"fitting the coding tables of {run_name}")
   _fit(model, path, config)
 
 
@@ -165,17 +170,17 @@ def _setting():
 def compress(run, input_spec, output=None):
   """`compress RUNNAME INPUT [OUTPUT]`."""
   quantizer, setting = _setting()
-  inputs = image_io.expand_inputs(input_spec, warn=cli.warn)
-  outputs = cli.plan_outputs(inputs, output, FILE_SUFFIX)
-  cli.prepare_outputs()
-  codec = bi.ImageCodec.load(run, cli.checkpoint_dir())
+  inputs = image_io.expand_inputs(input_spec, warn=common.warn)
+  outputs = common.plan_outputs(inputs, output, FILE_SUFFIX)
+  common.prepare_outputs()
+  codec = bi.ImageCodec.load(run, common.checkpoint_dir())
   codec.table_index(quantizer, setting)  # a bad setting fails before any work
   for (name, image), path in zip(inputs, outputs):
     data, result, _ = codec.compress(image, quantizer, setting, name=name)
-    cli.write_bytes(path, data)
-    cli.write_result_json(name, result)
-    cli.say(cli.format_result(name, result)
-            + f"  {bi.PARAMETER_NAMES[quantizer]} {setting:g}  -> {path}")
+    common.write_bytes(path, data)
+    common.write_result_json(name, result)
+    common.say(common.format_result(name, result)
+               + f"  {bi.PARAMETER_NAMES[quantizer]} {setting:g}  -> {path}")
 
 
 def decompress(input_path, output=None):
@@ -186,22 +191,23 @@ def decompress(input_path, output=None):
   with file_format.decoding_errors(input_path):
     decoding.check_header(compressed, FLAGS.max_pixels)
   output = output_paths.decoded_path(input_path, output, FILE_SUFFIX)
-  cli.check_writable(output)
-  codec = decoding.load_named_run(compressed.run_name, cli.checkpoint_dir(),
+  common.check_writable(output)
+  codec = decoding.load_named_run(compressed.run_name, common.checkpoint_dir(),
                                   bayesian_ac=True)
   with file_format.decoding_errors(input_path):
     image, info = decoding.decode_parsed(compressed, codec, FLAGS.max_pixels)
   quantizer, setting = info["quantizer"], info["setting"]
   image_io.write_png(output, image, FLAGS.overwrite)
-  cli.say(f"{input_path} ({quantizer} {bi.PARAMETER_NAMES[quantizer]} {setting:g}, "
-          f"run {codec.run_name}) -> {output} [{image.shape[1]}x{image.shape[0]}]")
+  common.say(f"{input_path} ({quantizer} {bi.PARAMETER_NAMES[quantizer]} "
+             f"{setting:g}, run {codec.run_name}) -> {output} "
+             f"[{image.shape[1]}x{image.shape[0]}]")
 
 
 def rd(run, input_spec):
   """`rd RUNNAME INPUT`: R-D sweep of every method with the one model."""
-  cli.prepare_outputs()
-  codec = bi.ImageCodec.load(run, cli.checkpoint_dir())
-  inputs = image_io.expand_inputs(input_spec, warn=cli.warn)
+  common.prepare_outputs()
+  codec = bi.ImageCodec.load(run, common.checkpoint_dir())
+  inputs = image_io.expand_inputs(input_spec, warn=common.warn)
   methods = list(FLAGS.methods)
 
   def image_done(name, results):
@@ -212,28 +218,28 @@ def rd(run, input_spec):
                                     dict(image=name, run=codec.run_name,
                                          points=results))
 
-  sweep = bi.rate_distortion(
+  sweep = bayesian_ac_sweep.rate_distortion(
       codec, inputs, lambdas=_numbers("lambdas"),
       uniform_steps=_numbers("uniform_steps"),
       kmeans_levels=_numbers("kmeans_levels", int),
       jpeg_qualities=_numbers("jpeg_qualities", int), methods=methods,
-      print_fn=cli.say, image_done_fn=image_done)
-  for line in bi.format_rows(sweep["rows"]):
-    cli.say(line)
+      print_fn=common.say, image_done_fn=image_done)
+  for line in bayesian_ac_sweep.format_rows(sweep["rows"]):
+    common.say(line)
   report = sweep["channels"]
   if report is not None:
     collapsed = report["collapsed_channels"]
     worst = max((max(report["channels"][i]["bits_per_latent"])
                  for i, ch in enumerate(report["channels"]) if ch["collapsed"]),
                 default=None)
-    cli.say(f"{len(collapsed)}/{codec.num_channels} channels collapsed (mean KL < "
-            f"{bi.COLLAPSED_KL_BITS:g} bits/latent)"
-            + ("" if worst is None else
-               f"; they cost at most {worst:.4f} bits/latent"))
+    common.say(f"{len(collapsed)}/{codec.num_channels} channels collapsed (mean "
+               f"KL < {bayesian_ac_sweep.COLLAPSED_KL_BITS:g} bits/latent)"
+               + ("" if worst is None else
+                  f"; they cost at most {worst:.4f} bits/latent"))
   if FLAGS.results_dir:
-    paths = bi.write_rate_distortion(FLAGS.results_dir, sweep,
-                                     extra=dict(run=codec.run_name))
-    cli.say("wrote " + ", ".join(sorted(paths.values())))
+    paths = bayesian_ac_sweep.write_rate_distortion(FLAGS.results_dir, sweep,
+                                                    extra=dict(run=codec.run_name))
+    common.say("wrote " + ", ".join(sorted(paths.values())))
 
 
 def main(argv):
@@ -242,11 +248,11 @@ def main(argv):
       try:
         handler(*args)
       except (ValueError, bi.CodingError) as error:
-        cli.fail(str(error).strip().splitlines()[0] if str(error).strip()
-                 else type(error).__name__)
+        common.fail(str(error).strip().splitlines()[0] if str(error).strip()
+                    else type(error).__name__)
     return run
 
-  cli.run_subcommands(argv, {
+  common.run_subcommands(argv, {
       "train": (guarded(train), 0, 0),
       "fit": (guarded(fit), 1, 1),
       "compress": (guarded(compress), 2, 3),

@@ -4,7 +4,7 @@ Synthesizes w ~ N(0, I), inputs X whose feature j has N(0, s_j^2) entries with s
 s_j spread over --scale_decades decades (so some weights are pinned down by the data
 and others stay as uncertain as the prior), and y = X w + noise (known noise std). It
 computes the exact Gaussian posterior p(w | X, y) and compresses its mean with Bayesian
-arithmetic coding (`tfc_inference.bayesian_ac`) for several lambdas, using the prior
+arithmetic coding (`tfc_inference.coding.bayesian_ac`) for several lambdas, using the prior
 N(0, I) and the posterior's marginal (mean-field) means and std devs.
 
 For each lambda it prints
@@ -36,7 +36,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
-from tfc_inference import bayesian_ac  # pylint: disable=g-import-not-at-top
+from tfc_inference.coding import bayesian_ac  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_integer("num_features", 64, "Number of regression weights (latents).")
 flags.DEFINE_integer("num_points", 64,

@@ -1,4 +1,4 @@
-"""Lossy bits-back coding, method 'bb_plain' (see tfc_inference/bits_back_binary.py).
+"""Lossy bits-back coding, method 'bb_plain' (see tfc_inference/cli/bits_back_binary.py).
 
 Usage:
   python examples/bb_plain.py compress RUNNAME INPUT [OUTPUT] [--side_info FILE]
@@ -14,11 +14,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 
-from tfc_inference import cli  # pylint: disable=g-import-not-at-top
-from tfc_inference import bits_back_binary  # pylint: disable=g-import-not-at-top
+from tfc_inference.cli import bits_back_binary  # pylint: disable=g-import-not-at-top
+from tfc_inference.cli import common  # pylint: disable=g-import-not-at-top
 
 __doc__ = bits_back_binary.define("bb_plain")  # pylint: disable=redefined-builtin
-flags.adopt_module_key_flags(cli)
+flags.adopt_module_key_flags(common)
 flags.adopt_module_key_flags(bits_back_binary)
 
 if __name__ == "__main__":

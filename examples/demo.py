@@ -22,16 +22,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 
-from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
-from tfc_inference import cli  # pylint: disable=g-import-not-at-top
-from tfc_inference import codec  # pylint: disable=g-import-not-at-top
-from tfc_inference import decoding  # pylint: disable=g-import-not-at-top
-from tfc_inference import demo_image  # pylint: disable=g-import-not-at-top
-from tfc_inference import file_format  # pylint: disable=g-import-not-at-top
-from tfc_inference import image_io  # pylint: disable=g-import-not-at-top
-from tfc_inference import inference  # pylint: disable=g-import-not-at-top
-from tfc_inference import metrics  # pylint: disable=g-import-not-at-top
-from tfc_inference import progress  # pylint: disable=g-import-not-at-top
+from tfc_inference.cli import common  # pylint: disable=g-import-not-at-top
+from tfc_inference.coding import codec  # pylint: disable=g-import-not-at-top
+from tfc_inference.coding import decoding  # pylint: disable=g-import-not-at-top
+from tfc_inference.coding import file_format  # pylint: disable=g-import-not-at-top
+from tfc_inference.inference import iterative  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import checkpoints  # pylint: disable=g-import-not-at-top
+from tfc_inference.util import demo_image  # pylint: disable=g-import-not-at-top
+from tfc_inference.util import image_io  # pylint: disable=g-import-not-at-top
+from tfc_inference.util import metrics  # pylint: disable=g-import-not-at-top
+from tfc_inference.util import progress  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("image", None,
                     "Image to compress. Default: matplotlib's sample photo, or a "
@@ -53,7 +53,7 @@ def pick_run():
     return FLAGS.run
   fallback = [r for r in runs if r.startswith("mbt2018-")]
   if not fallback:
-    cli.fail(f"no mbt2018 run in {FLAGS.checkpoint_dir or 'checkpoints/'}")
+    common.fail(f"no mbt2018 run in {FLAGS.checkpoint_dir or 'checkpoints/'}")
   print(f"run {FLAGS.run} not found; using {fallback[0]}")
   return fallback[0]
 
@@ -63,9 +63,9 @@ def main(argv):
   run = pick_run()
   model, _, run_name = checkpoints.load_run(run, FLAGS.checkpoint_dir)
   if FLAGS.image:
-    name, image = image_io.expand_inputs(FLAGS.image, warn=cli.warn)[0]
+    name, image = image_io.expand_inputs(FLAGS.image, warn=common.warn)[0]
   else:
-    name, image = demo_image.default_image(warn=cli.warn)
+    name, image = demo_image.default_image(warn=common.warn)
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   print(f"image {name} {image.shape[1]}x{image.shape[0]}, run {run_name}")
   x = codec.to_batch(image)
@@ -76,13 +76,13 @@ def main(argv):
   rows.append(("amortized (base)", "mbt2018", y_hat, z_hat, time.time() - start))
 
   its = FLAGS.sga_its
-  config = inference.InferenceConfig(
+  config = iterative.InferenceConfig(
       method="sga", iterations=its, t0=int(0.35 * its),
       annealing_rate=1.3 / max(1., 0.65 * its), seed=FLAGS.seed)
   print(f"SGA: {its} iterations (tau0 {config.tau0}, t0 {config.t0}, "
         f"c {config.annealing_rate:.2e})")
   start = time.time()
-  result = inference.IterativeInference(
+  result = iterative.IterativeInference(
       model, config, progress_every=max(1, its // 4),
       progress_fn=lambda p: print(
           f"  it {p['iteration']:4d}  tau {p['tau']:.3f}  true loss "

@@ -46,13 +46,15 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 # layers compute the wrong formula (see transforms.check_graph_tensor_equality).
 import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
 
-from tfc_inference import runner  # pylint: disable=g-import-not-at-top
+from tfc_inference.evaluation import registry  # pylint: disable=g-import-not-at-top
+from tfc_inference.evaluation import reports  # pylint: disable=g-import-not-at-top
+from tfc_inference.evaluation import runner  # pylint: disable=g-import-not-at-top
 
-__doc__ = __doc__.format(methods=runner.methods_help())  # pylint: disable=redefined-builtin
+__doc__ = __doc__.format(methods=registry.methods_help())  # pylint: disable=redefined-builtin
 
 flags.DEFINE_list(
     "method", None,
-    f"run: method(s) to evaluate, comma-separated; one of {', '.join(runner.METHODS)}. "
+    f"run: method(s) to evaluate, comma-separated; one of {', '.join(registry.METHODS)}. "
     "summarize: only these methods (default: every method in --results_dir).")
 flags.DEFINE_string(
     "runs", None,
@@ -94,10 +96,10 @@ flags.DEFINE_integer(
     "batch_images", 4,
     "run: same-sized images optimized jointly by iterative methods and bb_sga.")
 flags.DEFINE_list(
-    "jpeg_qualities", [str(q) for q in runner.DEFAULT_JPEG_QUALITIES],
+    "jpeg_qualities", [str(q) for q in registry.DEFAULT_JPEG_QUALITIES],
     "run --method jpeg: JPEG qualities (0-100), one CSV row each.")
 flags.DEFINE_list(
-    "bac_lambdas", [f"{v:g}" for v in runner.DEFAULT_BAC_LAMBDAS],
+    "bac_lambdas", [f"{v:g}" for v in registry.DEFAULT_BAC_LAMBDAS],
     "run --method bayesian_ac: rate penalties of Bayesian AC, one CSV row each.")
 flags.DEFINE_integer("seed", 0,
                      "run: seed of SGA, BBVI and the bits-back side information.")
@@ -132,7 +134,7 @@ FLAGS = flags.FLAGS
 
 def _results_dir():
   if not FLAGS.results_dir:
-    raise runner.UserError("--results_dir is required")
+    raise registry.UserError("--results_dir is required")
   return FLAGS.results_dir
 
 
@@ -140,27 +142,27 @@ def _options():
   try:
     qualities = [int(q) for q in FLAGS.jpeg_qualities]
   except ValueError:
-    raise runner.UserError("--jpeg_qualities must be integers, got "
-                           f"{','.join(FLAGS.jpeg_qualities)}") from None
+    raise registry.UserError("--jpeg_qualities must be integers, got "
+                             f"{','.join(FLAGS.jpeg_qualities)}") from None
   try:
     bac_lambdas = [float(v) for v in FLAGS.bac_lambdas]
   except ValueError:
-    raise runner.UserError("--bac_lambdas must be numbers, got "
-                           f"{','.join(FLAGS.bac_lambdas)}") from None
-  return runner.Options(
+    raise registry.UserError("--bac_lambdas must be numbers, got "
+                             f"{','.join(FLAGS.bac_lambdas)}") from None
+  return registry.Options(
       bac_lambdas=bac_lambdas, sga_its=FLAGS.sga_its, bbvi_its=FLAGS.bbvi_its,
       eval_every=FLAGS.eval_every, batch_images=FLAGS.batch_images,
-      seed=FLAGS.seed, crop=runner.parse_crop(FLAGS.crop),
+      seed=FLAGS.seed, crop=registry.parse_crop(FLAGS.crop),
       jpeg_qualities=qualities, checkpoint_dir=FLAGS.checkpoint_dir,
       progress_every=FLAGS.progress_every, schedule_scale=FLAGS.schedule_scale)
 
 
 def run_command():
   if not FLAGS.method:
-    raise runner.UserError("run needs --method")
+    raise registry.UserError("run needs --method")
   results_dir, options = _results_dir(), _options()
   for method in FLAGS.method:
-    runner.get_method(method)
+    registry.get_method(method)
   for method in FLAGS.method:
     runner.run_method(method, results_dir, FLAGS.images, FLAGS.runs, options,
                       FLAGS.shard_index, FLAGS.num_shards)
@@ -172,15 +174,15 @@ def summarize_command():
 
 def plot_command():
   if not FLAGS.out:
-    raise runner.UserError("plot needs --out DIR")
-  runner.plot_command(FLAGS.csv, FLAGS.out, FLAGS.reference, title=FLAGS.title,
-                      max_bpp=FLAGS.max_bpp)
+    raise registry.UserError("plot needs --out DIR")
+  reports.plot_command(FLAGS.csv, FLAGS.out, FLAGS.reference, title=FLAGS.title,
+                       max_bpp=FLAGS.max_bpp)
 
 
 SUBCOMMANDS = {
     "run": (run_command, 0),
     "summarize": (summarize_command, 0),
-    "bd_rate": (runner.bd_rate_command, 2),
+    "bd_rate": (reports.bd_rate_command, 2),
     "plot": (plot_command, 0),
 }
 
@@ -200,7 +202,7 @@ def main(argv):
          "see --help")
   try:
     handler(*args[1:])
-  except runner.UserError as error:
+  except registry.UserError as error:
     fail(str(error))
   except ValueError as error:
     # The library's input errors (unreadable images, missing or unloadable

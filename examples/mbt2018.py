@@ -20,15 +20,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 
-from tfc_inference import cli
-from tfc_inference import codec
-from tfc_inference import commands
+from tfc_inference.cli import commands
+from tfc_inference.cli import common
+from tfc_inference.coding import codec
 
 PREFIX = "mbt2018"
-cli.define_coding_flags()
-cli.define_train_flags(PREFIX)
+common.define_coding_flags()
+common.define_train_flags(PREFIX)
 
-flags.adopt_module_key_flags(cli)
+flags.adopt_module_key_flags(common)
 
 
 def amortized(model, x, images, names):  # pylint: disable=unused-argument
@@ -37,7 +37,7 @@ def amortized(model, x, images, names):  # pylint: disable=unused-argument
 
 
 def main(argv):
-  cli.run_subcommands(argv, {
+  common.run_subcommands(argv, {
       "train": (lambda: commands.train(PREFIX), 0, 0),
       "compress": (lambda *a: commands.compress(PREFIX, [PREFIX], amortized, *a),
                    2, 3),

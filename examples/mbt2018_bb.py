@@ -23,15 +23,15 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-from tfc_inference import cli
-from tfc_inference import commands
+from tfc_inference.cli import commands
+from tfc_inference.cli import common
 
 PREFIX = "mbt2018_bb"
-cli.define_coding_flags()
-cli.define_train_flags(PREFIX)
-cli.define_bits_back_flags()
+common.define_coding_flags()
+common.define_train_flags(PREFIX)
+common.define_bits_back_flags()
 
-flags.adopt_module_key_flags(cli)
+flags.adopt_module_key_flags(common)
 
 
 def amortized(model, x, image, name):  # pylint: disable=unused-argument
@@ -40,7 +40,7 @@ def amortized(model, x, image, name):  # pylint: disable=unused-argument
 
 
 def main(argv):
-  cli.run_subcommands(argv, {
+  common.run_subcommands(argv, {
       "train": (lambda: commands.train(PREFIX), 0, 0),
       "compress": (lambda *a: commands.compress_bits_back(PREFIX, amortized, *a),
                    2, 3),

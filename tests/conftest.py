@@ -8,9 +8,9 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-from tfc_inference import checkpoints  # pylint: disable=g-import-not-at-top
-from tfc_inference import models  # pylint: disable=g-import-not-at-top
-from tfc_inference import synthetic  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import checkpoints  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import hyperprior  # pylint: disable=g-import-not-at-top
+from tfc_inference.util import synthetic  # pylint: disable=g-import-not-at-top
 
 TINY_FILTERS = 8
 TRAIN_STEPS = 150
@@ -19,7 +19,7 @@ TRAIN_STEPS = 150
 def train_tiny(prefix, lmbda=0.01, steps=TRAIN_STEPS, seed=0):
   """A tiny model trained briefly with Adam on random crops of generated images."""
   tf.random.set_seed(seed)
-  model = models.MODEL_CLASSES[prefix](lmbda=lmbda, num_filters=TINY_FILTERS)
+  model = hyperprior.MODEL_CLASSES[prefix](lmbda=lmbda, num_filters=TINY_FILTERS)
   model.build_all()
   images = tf.constant(synthetic.image_batch(16, 96, 96, seed=seed), tf.float32)
   optimizer = tf.keras.optimizers.Adam(1e-3)
@@ -42,9 +42,9 @@ def train_tiny(prefix, lmbda=0.01, steps=TRAIN_STEPS, seed=0):
 def checkpoint_dir(tmp_path_factory):
   """A checkpoint folder holding one tiny trained run of each model family."""
   root = tmp_path_factory.mktemp("checkpoints")
-  for prefix in models.MODEL_CLASSES:
+  for prefix in hyperprior.MODEL_CLASSES:
     model = train_tiny(prefix)
-    name = models.run_name(prefix, TINY_FILTERS, model.lmbda)
+    name = hyperprior.run_name(prefix, TINY_FILTERS, model.lmbda)
     path = root / name
     path.mkdir()
     checkpoints.save_weights(model, str(path))
@@ -68,9 +68,9 @@ def bac_train_images():
 @pytest.fixture(scope="session")
 def bayesian_ac_run(tmp_path_factory):
   """(checkpoint dir, run name): a tiny VAE trained by `training.train`, fitted."""
-  from tfc_inference import bayesian_ac_image as bi  # pylint: disable=import-outside-toplevel
+  from tfc_inference.coding import bayesian_ac_image as bi  # pylint: disable=import-outside-toplevel
   from tfc_inference import training  # pylint: disable=import-outside-toplevel
-  from tfc_inference import vae  # pylint: disable=import-outside-toplevel
+  from tfc_inference.models import vae  # pylint: disable=import-outside-toplevel
   root = str(tmp_path_factory.mktemp("bac_checkpoints"))
   name = vae.run_name(BAC_FILTERS)
   path = os.path.join(root, name)
@@ -91,7 +91,7 @@ def bayesian_ac_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def run_names():
-  return {p: models.run_name(p, TINY_FILTERS, 0.01) for p in models.MODEL_CLASSES}
+  return {p: hyperprior.run_name(p, TINY_FILTERS, 0.01) for p in hyperprior.MODEL_CLASSES}
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_probability as tfp
 
-from tfc_inference import bayesian_ac
+from tfc_inference.coding import bayesian_ac
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUANTILE, CDF = bayesian_ac.standard_normal_prior()

@@ -9,13 +9,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfc_inference import bayesian_ac
-from tfc_inference import bayesian_ac_image as bi
-from tfc_inference import checkpoints
-from tfc_inference import file_format
-from tfc_inference import image_io
-from tfc_inference import synthetic
-from tfc_inference import vae
+from tfc_inference.coding import bayesian_ac
+from tfc_inference.coding import bayesian_ac_image as bi
+from tfc_inference.coding import bayesian_ac_tables
+from tfc_inference.coding import file_format
+from tfc_inference.coding import scalar_quantizers
+from tfc_inference.evaluation import bayesian_ac_sweep
+from tfc_inference.evaluation import registry
+from tfc_inference.models import checkpoints
+from tfc_inference.models import vae
+from tfc_inference.util import image_io
+from tfc_inference.util import synthetic
 
 from conftest import BAC_FILTERS as NUM_FILTERS  # pylint: disable=g-bad-import-order
 from conftest import BAC_FIT as FIT
@@ -63,7 +67,7 @@ def test_vae_weights_are_keyed_stably_and_round_trip(run):
 
 def test_tabulated_prior_matches_the_fitted_deep_factorized(codec, run):
   _, tables = checkpoints.load_arrays(os.path.join(*run))
-  density = bi.deep_factorized_from_arrays(tables, NUM_FILTERS)
+  density = bayesian_ac_tables.deep_factorized_from_arrays(tables, NUM_FILTERS)
   prior = codec.tables.prior
   x = np.random.default_rng(0).normal(0., 1., [500, NUM_FILTERS])
   np.testing.assert_allclose(prior.cdf(x), density.cdf(x).numpy(), atol=1e-5)
@@ -93,7 +97,7 @@ def test_bayesian_ac_code_points_are_algorithm_1(codec, image):
   quantized = codec.quantize(posterior, "bayesian_ac", 0.03)
   quantile_fn, cdf_fn = codec.tables.prior.functions()
   expected = bayesian_ac.encode(posterior.mu, posterior.sigma, quantile_fn, cdf_fn,
-                                0.03, max_bits=bi.MAX_BITS)
+                                0.03, max_bits=bayesian_ac_tables.MAX_BITS)
   np.testing.assert_array_equal(quantized.symbols, expected.symbols)
   np.testing.assert_array_equal(quantized.values, expected.values)
 
@@ -150,11 +154,11 @@ def test_baselines_round_trip(codec, image, quantizer, settings):
 
 def test_kmeans_1d_and_zigzag():
   samples = np.concatenate([np.full(100, -1.), np.full(50, 2.), np.full(10, 7.)])
-  np.testing.assert_allclose(bi.kmeans_1d(samples, 3), [-1., 2., 7.])
+  np.testing.assert_allclose(scalar_quantizers.kmeans_1d(samples, 3), [-1., 2., 7.])
   indices = np.arange(-5, 6)
-  symbols = bi.zigzag(indices)
+  symbols = scalar_quantizers.zigzag(indices)
   assert symbols.min() == 1 and len(np.unique(symbols)) == len(indices)
-  np.testing.assert_array_equal(bi.unzigzag(symbols), indices)
+  np.testing.assert_array_equal(scalar_quantizers.unzigzag(symbols), indices)
 
 
 def test_collapsed_channel_costs_about_zero_bits(run):
@@ -168,8 +172,8 @@ def test_collapsed_channel_costs_about_zero_bits(run):
     return mu, sigma
 
   pairs = [collapse(m, s) for m, s in zip(mus, sigmas)]
-  arrays, _ = bi.fit_coding_tables([p[0] for p in pairs], [p[1] for p in pairs],
-                                   **FIT)
+  arrays, _ = bayesian_ac_tables.fit_coding_tables(
+      [p[0] for p in pairs], [p[1] for p in pairs], **FIT)
   codec = bi.ImageCodec(model, arrays, name)
   image = synthetic.test_image(96, 128, seed=5)
   posterior = codec.analyze(image)
@@ -179,9 +183,9 @@ def test_collapsed_channel_costs_about_zero_bits(run):
   for lmbda in LAMBDAS:
     quantized = codec.quantize(posterior, "bayesian_ac", lmbda)
     np.testing.assert_array_equal(quantized.symbols[..., collapsed], 1)
-    bits = bi.channel_bits(quantized.symbols,
-                           codec.distributions("bayesian_ac",
-                                               quantized.table_index)) / latents
+    bits = bayesian_ac_tables.channel_bits(
+        quantized.symbols,
+        codec.distributions("bayesian_ac", quantized.table_index)) / latents
     assert bits[collapsed] < 0.01, bits
     if lmbda == LAMBDAS[0]:
       assert np.all(np.delete(bits, collapsed) > 0.1), bits
@@ -192,10 +196,10 @@ def test_collapsed_channel_costs_about_zero_bits(run):
 def test_rate_distortion_sweep_writes_csvs_and_channel_report(codec, tmp_path):
   images = [("a", synthetic.test_image(64, 80, seed=3)),
             ("b", synthetic.test_image(48, 64, seed=4))]
-  sweep = bi.rate_distortion(codec, images, lambdas=[0.01, 1.],
-                             jpeg_qualities=[20, 80])
+  sweep = bayesian_ac_sweep.rate_distortion(codec, images, lambdas=[0.01, 1.],
+                                            jpeg_qualities=[20, 80])
   assert len(sweep["results"]) == 2 * (2 + 2 + 2 + 2)
-  paths = bi.write_rate_distortion(str(tmp_path), sweep)
+  paths = bayesian_ac_sweep.write_rate_distortion(str(tmp_path), sweep)
   for method, column in bi.PARAMETER_NAMES.items():
     with open(paths[method]) as f:
       header = f.readline().strip().split(",")
@@ -266,22 +270,22 @@ def test_cli_compress_decompress_in_separate_processes(run, tmp_path):
 
 
 def test_evaluation_runner_sweeps_lambda_with_one_run(run, tmp_path):
-  from tfc_inference import evaluation  # pylint: disable=import-outside-toplevel
-  from tfc_inference import runner  # pylint: disable=import-outside-toplevel
+  from tfc_inference.evaluation import rd_curves  # pylint: disable=import-outside-toplevel
+  from tfc_inference.evaluation import runner  # pylint: disable=import-outside-toplevel
   root, name = run
   images_dir = tmp_path / "images"
   images_dir.mkdir()
   image_io.write_png(str(images_dir / "img0.png"), synthetic.test_image(64, 96, 3))
   results_dir = str(tmp_path / "results")
-  options = runner.Options(checkpoint_dir=root, bac_lambdas=[3., 0.03, 0.3])
+  options = registry.Options(checkpoint_dir=root, bac_lambdas=[3., 0.03, 0.3])
   with open(os.devnull, "w") as out:
     runner.run_method("bayesian_ac", results_dir, str(images_dir / "*.png"),
                       "bls2017_vae-*", options, out=out)
-  columns = evaluation.read_rd_csv(os.path.join(results_dir, "bayesian_ac.csv"))
+  columns = rd_curves.read_rd_csv(os.path.join(results_dir, "bayesian_ac.csv"))
   np.testing.assert_array_equal(columns["lmbda"], [0.03, 0.3, 3.])
   assert np.all(np.diff(columns["bpp"]) < 0)  # a larger penalty, fewer bits
   with open(runner.result_path(results_dir, "bayesian_ac",
-                               f"{name}{runner.BAC_LAMBDA_TAG}0.3", "img0")) as f:
+                               f"{name}{registry.BAC_LAMBDA_TAG}0.3", "img0")) as f:
     record = json.load(f)
   assert record["bpp"] == pytest.approx(8 * record["num_bytes"] / (64 * 96))
 
@@ -300,7 +304,9 @@ def test_shipped_vae_run_gives_many_rates_from_one_model(name):
               "coding_tables"):
     assert key in config, f"{name}/config.json lacks {key}"
   lambdas = [float(v) for v in codec.tables.settings("bayesian_ac")]
-  np.testing.assert_allclose(lambdas, bi.DEFAULT_LAMBDAS)
+  np.testing.assert_allclose(lambdas, bayesian_ac_tables.DEFAULT_LAMBDAS)
+  # The runner keeps its own copy of the grid (it must not import TF).
+  assert registry.DEFAULT_BAC_LAMBDAS == bayesian_ac_tables.DEFAULT_LAMBDAS
   image = synthetic.test_image(128, 128, seed=5)
   posterior = codec.analyze(image)
   bpp = []

@@ -9,13 +9,13 @@ import zlib
 import numpy as np
 import pytest
 
-from tfc_inference import bbvi
-from tfc_inference import bits_back
-from tfc_inference import checkpoints
-from tfc_inference import codec
-from tfc_inference import file_format
-from tfc_inference import models
-from tfc_inference import synthetic
+from tfc_inference.coding import bits_back
+from tfc_inference.coding import codec
+from tfc_inference.coding import file_format
+from tfc_inference.inference import bbvi
+from tfc_inference.models import checkpoints
+from tfc_inference.models import hyperprior
+from tfc_inference.util import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BBVI_ITS = 40
@@ -66,7 +66,8 @@ def test_bbvi_file_decodes_with_side_info_in_separate_process(bb_model, tmp_path
   path.write_bytes(data)
   script = (
       "import sys, numpy as np\n"
-      "from tfc_inference import bits_back, checkpoints, file_format\n"
+      "from tfc_inference.coding import bits_back, file_format\n"
+      "from tfc_inference.models import checkpoints\n"
       f"model, _, _ = checkpoints.load_run({run_name!r}, {checkpoint_dir!r})\n"
       f"image, info = bits_back.decode_file(model, file_format.read_file({str(path)!r}))\n"
       "sys.stdout.buffer.write(info['side_info'] or b'FAILED')\n")
@@ -123,7 +124,7 @@ def test_models_can_be_built_after_determinism_is_enabled():
   bbvi.configure_determinism()
   bbvi.configure_determinism()
   for _ in range(2):
-    model = models.BitsBackHyperprior(lmbda=0.01, num_filters=8)
+    model = hyperprior.BitsBackHyperprior(lmbda=0.01, num_filters=8)
     assert model.hyperprior is not None
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfc_inference import image_io
-from tfc_inference import synthetic
+from tfc_inference.util import image_io
+from tfc_inference.util import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,7 +90,8 @@ def test_evaluate_binary_traces_the_same_model_as_eager_code(
   """`evaluate.py run --method sga`'s first true loss (traced code in the binary's
   process) equals the amortized loss computed eagerly here; it once started from
   a wrong value because TF was first imported inside absl.app.run."""
-  from tfc_inference import checkpoints, inference  # pylint: disable=g-import-not-at-top
+  from tfc_inference.inference import iterative  # pylint: disable=g-import-not-at-top
+  from tfc_inference.models import checkpoints  # pylint: disable=g-import-not-at-top
   image = synthetic.test_image(64, 64, seed=5)
   source = tmp_path / "img.png"
   source.write_bytes(tf.io.encode_png(image).numpy())
@@ -104,8 +105,8 @@ def test_evaluate_binary_traces_the_same_model_as_eager_code(
   model, _, _ = checkpoints.load_run(run_names["mbt2018"], checkpoint_dir)
   x = tf.cast(image[None], tf.float32)
   y, z = model.analyze(x)
-  eager_loss = inference.IterativeInference(
-      model, inference.InferenceConfig()).true_loss(x, y, z, (64, 64))[0]
+  eager_loss = iterative.IterativeInference(
+      model, iterative.InferenceConfig()).true_loss(x, y, z, (64, 64))[0]
   assert record["init_loss"] == pytest.approx(float(eager_loss[0]), rel=1e-4)
 
 

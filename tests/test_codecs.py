@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from tfc_inference import bits_back
-from tfc_inference import checkpoints
-from tfc_inference import codec
-from tfc_inference import decoding
-from tfc_inference import file_format
+from tfc_inference.coding import bits_back
+from tfc_inference.coding import codec
+from tfc_inference.coding import decoding
+from tfc_inference.coding import file_format
+from tfc_inference.models import checkpoints
 
 RANGE_CODED = ["mbt2018", "bmshj2018"]
 

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfc_inference import bayesian_ac_image as bi
-from tfc_inference import bits_back
-from tfc_inference import checkpoints
-from tfc_inference import codec
-from tfc_inference import decoding
-from tfc_inference import file_format
-from tfc_inference import synthetic
+from tfc_inference.coding import bayesian_ac_image as bi
+from tfc_inference.coding import bits_back
+from tfc_inference.coding import codec
+from tfc_inference.coding import decoding
+from tfc_inference.coding import file_format
+from tfc_inference.models import checkpoints
+from tfc_inference.util import synthetic
 
 CASES_PER_FILE = 70
 # A bound that catches hangs (a header once made the decoder run 65535 BBVI

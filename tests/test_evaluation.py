@@ -1,12 +1,12 @@
-"""Tests of RD CSV I/O, Bjontegaard metrics and plots (tfc_inference.evaluation)."""
+"""Tests of RD CSV I/O, Bjontegaard metrics and plots (tfc_inference.evaluation.rd_curves)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from tfc_inference import evaluation
-from tfc_inference import plots
+from tfc_inference.evaluation import plots
+from tfc_inference.evaluation import rd_curves
 
 # A made-up, monotone RD curve shaped like a learned codec on Kodak.
 RATES = np.array([0.1, 0.18, 0.29, 0.43, 0.61, 0.86, 1.14])
@@ -14,38 +14,38 @@ PSNRS = np.array([27.5, 29.8, 31.6, 33.4, 35.2, 37.3, 39.1])
 
 
 def test_curve_against_itself_is_zero():
-  assert evaluation.bd_rate(RATES, PSNRS, RATES, PSNRS) == pytest.approx(
+  assert rd_curves.bd_rate(RATES, PSNRS, RATES, PSNRS) == pytest.approx(
       0., abs=1e-9)
-  assert evaluation.bd_psnr(RATES, PSNRS, RATES, PSNRS) == pytest.approx(
+  assert rd_curves.bd_psnr(RATES, PSNRS, RATES, PSNRS) == pytest.approx(
       0., abs=1e-9)
 
 
 @pytest.mark.parametrize("scale, expected", [(0.9, -10.), (1.1, 10.)])
 def test_scaled_rates_give_scaled_bd_rate(scale, expected):
-  bd = evaluation.bd_rate(RATES, PSNRS, scale * RATES, PSNRS)
+  bd = rd_curves.bd_rate(RATES, PSNRS, scale * RATES, PSNRS)
   assert bd == pytest.approx(expected, abs=1e-6)
 
 
 def test_bd_psnr_of_shifted_curve():
-  assert evaluation.bd_psnr(RATES, PSNRS, RATES, PSNRS + 0.5) == pytest.approx(
+  assert rd_curves.bd_psnr(RATES, PSNRS, RATES, PSNRS + 0.5) == pytest.approx(
       0.5, abs=1e-9)
 
 
 def test_bd_rate_with_few_points_lowers_degree():
-  bd = evaluation.bd_rate(RATES[:3], PSNRS[:3], 0.9 * RATES[:3], PSNRS[:3])
+  bd = rd_curves.bd_rate(RATES[:3], PSNRS[:3], 0.9 * RATES[:3], PSNRS[:3])
   assert bd == pytest.approx(-10., abs=1e-6)
   with pytest.raises(ValueError):
-    evaluation.bd_rate(RATES[:1], PSNRS[:1], RATES[:1], PSNRS[:1])
+    rd_curves.bd_rate(RATES[:1], PSNRS[:1], RATES[:1], PSNRS[:1])
 
 
 def test_bd_rate_needs_overlap():
   with pytest.raises(ValueError, match="overlap"):
-    evaluation.bd_rate(RATES, PSNRS, RATES, PSNRS + 20.)
+    rd_curves.bd_rate(RATES, PSNRS, RATES, PSNRS + 20.)
 
 
 def test_bd_rate_vs_quality():
-  psnr, change = evaluation.bd_rate_vs_quality(RATES, PSNRS, 0.9 * RATES,
-                                               PSNRS, num=7)
+  psnr, change = rd_curves.bd_rate_vs_quality(RATES, PSNRS, 0.9 * RATES,
+                                              PSNRS, num=7)
   assert psnr[0] == pytest.approx(PSNRS[0]) and psnr[-1] == pytest.approx(
       PSNRS[-1])
   np.testing.assert_allclose(change, -10., atol=1e-6)
@@ -56,16 +56,16 @@ def test_rd_csv_round_trip(tmp_path):
                encode_seconds=1.5, decode_seconds=0.25),
           dict(lmbda=0.02, bpp=1 / 3, psnr=32.0)]
   path = tmp_path / "rd.csv"
-  evaluation.write_rd_csv(path, rows)
+  rd_curves.write_rd_csv(path, rows)
   assert path.read_text().splitlines()[0] == (
       "lmbda,bpp,est_bpp,psnr,ms_ssim,encode_seconds,decode_seconds")
-  table = evaluation.read_rd_csv(path)
-  assert set(table) == set(evaluation.RD_COLUMNS)
-  for key in evaluation.RD_COLUMNS:
+  table = rd_curves.read_rd_csv(path)
+  assert set(table) == set(rd_curves.RD_COLUMNS)
+  for key in rd_curves.RD_COLUMNS:
     assert table[key][0] == rows[0][key]
   assert table["bpp"][1] == 1 / 3 and table["psnr"][1] == 32.
   assert math.isnan(table["est_bpp"][1]) and math.isnan(table["ms_ssim"][1])
-  bpp, psnr = evaluation.read_curve(path)
+  bpp, psnr = rd_curves.read_curve(path)
   np.testing.assert_array_equal(bpp, [0.25, 1 / 3])
   np.testing.assert_array_equal(psnr, [30.125, 32.])
 
@@ -74,7 +74,7 @@ def test_read_curve_headerless_csv(tmp_path):
   path = tmp_path / "paper.csv"
   path.write_text("0.290266, 31.731318\n0.095602, 27.619021\n"
                   "0.185259, 29.934814\n")
-  bpp, psnr = evaluation.read_curve(path)
+  bpp, psnr = rd_curves.read_curve(path)
   np.testing.assert_allclose(bpp, [0.095602, 0.185259, 0.290266])
   np.testing.assert_allclose(psnr, [27.619021, 29.934814, 31.731318])
 
@@ -84,7 +84,7 @@ def test_read_curve_tfc_results_file(tmp_path):
   path.write_text("# Aggregate rate-distortion data for \"X\" on kodak.\n"
                   "# The first column contains bits per pixel (bpp) values.\n"
                   "#\n\n0.023857, 23.787652\n0.028540, 24.169736\n")
-  bpp, psnr = evaluation.read_curve(path)
+  bpp, psnr = rd_curves.read_curve(path)
   np.testing.assert_allclose(bpp, [0.023857, 0.028540])
   np.testing.assert_allclose(psnr, [23.787652, 24.169736])
 
@@ -95,12 +95,12 @@ def test_read_curve_rejects_bad_files(tmp_path, text):
   path = tmp_path / "bad.txt"
   path.write_text(text)
   with pytest.raises(ValueError):
-    evaluation.read_curve(path)
+    rd_curves.read_curve(path)
 
 
 def test_read_curve_missing_file(tmp_path):
   with pytest.raises(ValueError, match="cannot read"):
-    evaluation.read_curve(tmp_path / "missing.txt")
+    rd_curves.read_curve(tmp_path / "missing.txt")
 
 
 def test_aggregate_groups_by_lambda():
@@ -112,7 +112,7 @@ def test_aggregate_groups_by_lambda():
       dict(lmbda=0.02, bpp=2.0, est_bpp=1.9, psnr=36., ms_ssim=None,
            seconds=4., decode_seconds=0.4),
   ]
-  rows = evaluation.aggregate(results)
+  rows = rd_curves.aggregate(results)
   assert [row["lmbda"] for row in rows] == [0.01, 0.02]
   assert rows[0]["bpp"] == 0.5 and rows[0]["encode_seconds"] == 1.
   assert rows[1]["bpp"] == pytest.approx(1.5)
@@ -121,7 +121,7 @@ def test_aggregate_groups_by_lambda():
   assert rows[1]["ms_ssim"] == pytest.approx(0.98)
   assert rows[1]["encode_seconds"] == pytest.approx(3.)
   assert rows[1]["decode_seconds"] == pytest.approx(0.3)
-  assert set(rows[0]) == set(evaluation.RD_COLUMNS)
+  assert set(rows[0]) == set(rd_curves.RD_COLUMNS)
 
 
 def test_plots_write_png(tmp_path):

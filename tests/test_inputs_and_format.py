@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfc_inference import checkpoints
-from tfc_inference import codec
-from tfc_inference import file_format
-from tfc_inference import image_io
-from tfc_inference import metrics
-from tfc_inference import synthetic
+from tfc_inference.coding import codec
+from tfc_inference.coding import file_format
+from tfc_inference.models import checkpoints
+from tfc_inference.util import image_io
+from tfc_inference.util import metrics
+from tfc_inference.util import synthetic
 
 
 def _png(array):

@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-from tfc_inference import file_format
-from tfc_inference import image_io
-from tfc_inference import output_paths
-from tfc_inference import progress
-from tfc_inference import rounding
-from tfc_inference import synthetic
+from tfc_inference.coding import file_format
+from tfc_inference.inference import rounding
+from tfc_inference.util import image_io
+from tfc_inference.util import output_paths
+from tfc_inference.util import progress
+from tfc_inference.util import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARIES = sorted(glob.glob(os.path.join(ROOT, "examples", "*.py")))
@@ -135,7 +135,7 @@ def test_eta_ignores_the_first_iteration(monkeypatch):
 
 
 def test_run_names_that_files_cannot_hold_fail_before_any_work(tmp_path):
-  from tfc_inference import checkpoints  # pylint: disable=import-outside-toplevel
+  from tfc_inference.models import checkpoints  # pylint: disable=import-outside-toplevel
   with pytest.raises(checkpoints.CheckpointError, match="cannot name a run"):
     checkpoints.check_run_name("my run")
   checkpoints.check_run_name("mbt2018-num_filters=64-lmbda=0.01")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfc_inference import rounding
+from tfc_inference.inference import rounding
 
 SEED = tf.constant([1, 2], tf.int32)
 

@@ -1,4 +1,4 @@
-"""The evaluation runner (tfc_inference.runner, examples/evaluate.py) on tiny inputs."""
+"""The evaluation runner (tfc_inference.evaluation.runner, examples/evaluate.py) on tiny inputs."""
 
 import dataclasses
 import json
@@ -9,10 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from tfc_inference import evaluation
-from tfc_inference import image_io
-from tfc_inference import runner
-from tfc_inference import synthetic
+from tfc_inference.evaluation import rd_curves
+from tfc_inference.evaluation import registry
+from tfc_inference.evaluation import reports
+from tfc_inference.evaluation import runner
+from tfc_inference.util import image_io
+from tfc_inference.util import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVALUATE = os.path.join(ROOT, "examples", "evaluate.py")
@@ -50,7 +52,7 @@ def _json_files(results_dir):
 
 
 def _write_rd(path, rates, psnrs):
-  evaluation.write_rd_csv(str(path), [
+  rd_curves.write_rd_csv(str(path), [
       dict(lmbda=0.01 * (i + 1), bpp=r, psnr=p) for i, (r, p)
       in enumerate(zip(rates, psnrs))])
 
@@ -59,8 +61,8 @@ def _write_rd(path, rates, psnrs):
 def test_csv_header_and_round_trip(method, images, tmp_path, checkpoint_dir,
                                    run_names):
   results_dir = str(tmp_path / "results")
-  options = runner.Options(sga_its=3, batch_images=2,
-                           checkpoint_dir=checkpoint_dir)
+  options = registry.Options(sga_its=3, batch_images=2,
+                             checkpoint_dir=checkpoint_dir)
   with _quiet(tmp_path) as out:
     summary = runner.run_method(method, results_dir, images,
                                 run_names["mbt2018"], options, out=out)
@@ -81,8 +83,8 @@ def test_csv_header_and_round_trip(method, images, tmp_path, checkpoint_dir,
   if method == "sga":
     assert all(r["iterations"] == 3 and r["batch_size"] == 2 for r in records)
     assert records[0]["settings"]["sga_its"] == 3
-  columns = evaluation.read_rd_csv(csv_path)
-  assert list(columns) == list(evaluation.RD_COLUMNS)
+  columns = rd_curves.read_rd_csv(csv_path)
+  assert list(columns) == list(rd_curves.RD_COLUMNS)
   for key, result_key in [("bpp", "bpp"), ("est_bpp", "est_bpp"),
                           ("psnr", "psnr"), ("ms_ssim", "ms_ssim"),
                           ("encode_seconds", "seconds"),
@@ -95,16 +97,16 @@ def test_csv_header_and_round_trip(method, images, tmp_path, checkpoint_dir,
 def test_resume_skips_finished_items(images, tmp_path, checkpoint_dir, run_names,
                                      monkeypatch):
   calls = []
-  original = runner.METHODS["mbt2018"]
+  original = registry.METHODS["mbt2018"]
 
   def counting(run, batch, options):
     calls.append([name for name, _ in batch])
     return original.encode(run, batch, options)
 
-  monkeypatch.setitem(runner.METHODS, "mbt2018",
+  monkeypatch.setitem(registry.METHODS, "mbt2018",
                       dataclasses.replace(original, encode=counting))
   results_dir = str(tmp_path / "results")
-  options = runner.Options(checkpoint_dir=checkpoint_dir)
+  options = registry.Options(checkpoint_dir=checkpoint_dir)
   with _quiet(tmp_path) as out:
     first = runner.run_method("mbt2018", results_dir, images, None, options,
                               out=out)
@@ -137,12 +139,12 @@ def test_shards_cover_every_item_exactly_once():
   assert shards == [runner.shard(items, k, 3) for k in range(3)]  # deterministic
   assert runner.shard(items, 0, 1) == items
   for index, count in [(3, 3), (-1, 3), (0, 0)]:
-    with pytest.raises(runner.UserError):
+    with pytest.raises(registry.UserError):
       runner.shard(items, index, count)
 
 
 def test_summarize_merges_shards_like_an_unsharded_run(images, tmp_path):
-  options = runner.Options(jpeg_qualities=[30, 70])
+  options = registry.Options(jpeg_qualities=[30, 70])
   sharded, whole = str(tmp_path / "sharded"), str(tmp_path / "whole")
   done = 0
   with _quiet(tmp_path) as out:
@@ -156,8 +158,8 @@ def test_summarize_merges_shards_like_an_unsharded_run(images, tmp_path):
   assert done == 4  # 2 qualities x 2 images, each computed by one shard
   assert _json_files(sharded) == _json_files(whole)
   assert list(written) == [os.path.join(sharded, "jpeg.csv")]
-  a = evaluation.read_rd_csv(os.path.join(sharded, "jpeg.csv"))
-  b = evaluation.read_rd_csv(os.path.join(whole, "jpeg.csv"))
+  a = rd_curves.read_rd_csv(os.path.join(sharded, "jpeg.csv"))
+  b = rd_curves.read_rd_csv(os.path.join(whole, "jpeg.csv"))
   for key in ("lmbda", "bpp", "psnr", "ms_ssim"):  # times differ between runs
     np.testing.assert_array_equal(a[key], b[key])
 
@@ -166,10 +168,10 @@ def test_jpeg_writes_one_row_per_quality(images, tmp_path):
   results_dir = str(tmp_path / "results")
   with _quiet(tmp_path) as out:
     runner.run_method("jpeg", results_dir, images, "ignored*",
-                      runner.Options(jpeg_qualities=[90, 20, 50]), out=out)
+                      registry.Options(jpeg_qualities=[90, 20, 50]), out=out)
   lines = _csv_lines(os.path.join(results_dir, "jpeg.csv"))
   assert lines[0] == HEADER
-  columns = evaluation.read_rd_csv(os.path.join(results_dir, "jpeg.csv"))
+  columns = rd_curves.read_rd_csv(os.path.join(results_dir, "jpeg.csv"))
   np.testing.assert_array_equal(columns["lmbda"], [20., 50., 90.])
   assert np.all(np.diff(columns["bpp"]) > 0)
   assert np.all(np.diff(columns["psnr"]) > 0)
@@ -183,7 +185,7 @@ def test_jpeg_writes_one_row_per_quality(images, tmp_path):
 def test_bits_back_bpp_is_net_and_file_bpp_is_kept(images, tmp_path,
                                                    checkpoint_dir, run_names):
   results_dir = str(tmp_path / "results")
-  options = runner.Options(checkpoint_dir=checkpoint_dir)
+  options = registry.Options(checkpoint_dir=checkpoint_dir)
   with _quiet(tmp_path) as out:
     runner.run_method("bb_plain", results_dir, images, None, options, out=out)
   path = runner.result_path(results_dir, "bb_plain", run_names["mbt2018_bb"],
@@ -194,7 +196,7 @@ def test_bits_back_bpp_is_net_and_file_bpp_is_kept(images, tmp_path,
   assert record["file_bpp"] == pytest.approx(8 * record["num_bytes"] / 4096)
   assert record["bpp"] == pytest.approx(
       (8 * record["num_bytes"] - record["side_info_bits"]) / 4096)
-  columns = evaluation.read_rd_csv(os.path.join(results_dir, "bb_plain.csv"))
+  columns = rd_curves.read_rd_csv(os.path.join(results_dir, "bb_plain.csv"))
   records = [record]
   with open(runner.result_path(results_dir, "bb_plain", run_names["mbt2018_bb"],
                                "img1")) as f:
@@ -204,33 +206,33 @@ def test_bits_back_bpp_is_net_and_file_bpp_is_kept(images, tmp_path,
 
 
 def test_runs_pattern_accepts_several_globs(checkpoint_dir, run_names):
-  options = runner.Options(checkpoint_dir=checkpoint_dir)
-  sga = runner.get_method("sga")
+  options = registry.Options(checkpoint_dir=checkpoint_dir)
+  sga = registry.get_method("sga")
   both = f"zzz*,{run_names['mbt2018']},{run_names['bmshj2018']}"
   assert sorted(runner.find_runs(sga, both, options)) == sorted(
       [run_names["mbt2018"], run_names["bmshj2018"]])
   assert runner.find_runs(sga, run_names["mbt2018"] + ",", options) == [
       run_names["mbt2018"]]
-  with pytest.raises(runner.UserError, match="schedule_scale"):
-    runner.Options(schedule_scale=-1.).validate()
+  with pytest.raises(registry.UserError, match="schedule_scale"):
+    registry.Options(schedule_scale=-1.).validate()
 
 
 def test_user_errors(images, tmp_path, checkpoint_dir):
-  options = runner.Options(checkpoint_dir=checkpoint_dir)
-  with pytest.raises(runner.UserError, match="unknown method"):
+  options = registry.Options(checkpoint_dir=checkpoint_dir)
+  with pytest.raises(registry.UserError, match="unknown method"):
     runner.run_method("nope", str(tmp_path), images, None, options)
-  with pytest.raises(runner.UserError, match="matches no run"):
+  with pytest.raises(registry.UserError, match="matches no run"):
     runner.run_method("sga", str(tmp_path), images, "zzz*", options)
-  with pytest.raises(runner.UserError, match="no usable run"):
+  with pytest.raises(registry.UserError, match="no usable run"):
     runner.run_method("bb_plain", str(tmp_path), images, "bmshj2018-*", options)
-  with pytest.raises(runner.UserError, match="matches no file"):
+  with pytest.raises(registry.UserError, match="matches no file"):
     runner.run_method("jpeg", str(tmp_path), str(tmp_path / "*.xyz"), None,
                       options)
-  with pytest.raises(runner.UserError, match="smaller than --crop"):
+  with pytest.raises(registry.UserError, match="smaller than --crop"):
     runner.center_crop(np.zeros((10, 20, 3), np.uint8), (16, 16))
-  assert runner.parse_crop("16x24") == (16, 24)
-  with pytest.raises(runner.UserError):
-    runner.parse_crop("16by24")
+  assert registry.parse_crop("16x24") == (16, 24)
+  with pytest.raises(registry.UserError):
+    registry.parse_crop("16by24")
 
 
 def test_bd_rate_command(tmp_path):
@@ -239,10 +241,10 @@ def test_bd_rate_command(tmp_path):
   _write_rd(b, 0.9 * RATES, PSNRS)
   paper.write_text("".join(f"{r}, {p}\n" for r, p in zip(RATES, PSNRS)))
   with _quiet(tmp_path) as out:
-    bd_rate, bd_psnr = runner.bd_rate_command(str(a), str(a), out=out)
+    bd_rate, bd_psnr = reports.bd_rate_command(str(a), str(a), out=out)
     assert bd_rate == pytest.approx(0., abs=1e-9)
     assert bd_psnr == pytest.approx(0., abs=1e-9)
-    bd_rate, bd_psnr = runner.bd_rate_command(str(paper), str(b), out=out)
+    bd_rate, bd_psnr = reports.bd_rate_command(str(paper), str(b), out=out)
     assert bd_rate == pytest.approx(-10., abs=1e-6) and bd_psnr > 0
   done = subprocess.run([sys.executable, EVALUATE, "bd_rate", str(a), str(b)],
                         capture_output=True, text=True, timeout=120, check=False)
@@ -259,13 +261,13 @@ def test_plot_command(tmp_path):
   pytest.importorskip("matplotlib")
   a, b, paper = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "paper.csv"
   _write_rd(a, RATES, PSNRS)
-  evaluation.write_rd_csv(str(b), [
+  rd_curves.write_rd_csv(str(b), [
       dict(lmbda=i, bpp=0.9 * r, psnr=p, ms_ssim=0.9 + 0.01 * i)
       for i, (r, p) in enumerate(zip(RATES, PSNRS))])
   paper.write_text("".join(f"{r}, {p}\n" for r, p in zip(1.1 * RATES, PSNRS)))
   with _quiet(tmp_path) as out:
-    written = runner.plot_command([str(a), str(b)], str(tmp_path / "plots"),
-                                  reference=str(paper), out=out)
+    written = reports.plot_command([str(a), str(b)], str(tmp_path / "plots"),
+                                   reference=str(paper), out=out)
   names = sorted(os.path.basename(p) for p in written)
   assert names == ["rd_ms_ssim.png", "rd_psnr.png", "savings_psnr.png"]
   for path in written:
@@ -282,5 +284,5 @@ def test_help_documents_every_flag():
                "jpeg_qualities", "seed", "progress_every", "shard_index",
                "num_shards", "csv", "out", "reference"]:
     assert f"--{flag}:" in done.stdout, flag
-  for method in runner.METHODS:
+  for method in registry.METHODS:
     assert method in done.stdout

@@ -13,16 +13,16 @@ import os
 import numpy as np
 import pytest
 
-from tfc_inference import bits_back
-from tfc_inference import checkpoints
-from tfc_inference import codec
-from tfc_inference import file_format
-from tfc_inference import models
-from tfc_inference import synthetic
+from tfc_inference.coding import bits_back
+from tfc_inference.coding import codec
+from tfc_inference.coding import file_format
+from tfc_inference.models import checkpoints
+from tfc_inference.models import hyperprior
+from tfc_inference.util import synthetic
 
 # Hyperprior families; bls2017_vae runs (Bayesian AC) have their own loader and tests.
 SHIPPED = [run for run in checkpoints.list_runs(checkpoints.default_checkpoint_dir())
-           if run.split("-")[0] in models.MODEL_CLASSES]
+           if run.split("-")[0] in hyperprior.MODEL_CLASSES]
 REQUIRED_CONFIG = ["model", "model_class", "num_filters", "lmbda", "steps",
                    "batchsize", "patchsize", "lr_schedule", "train_data", "kodak"]
 KODAK_KEYS = ["bpp", "psnr", "ms_ssim", "images"]
@@ -59,8 +59,8 @@ def test_shipped_run_config_and_round_trip(run):
   model, config, run_name = checkpoints.load_run(run)
   for key in REQUIRED_CONFIG:
     assert key in config, f"{run}/config.json lacks {key}"
-  assert run == models.run_name(config["model"], config["num_filters"],
-                                config["lmbda"])
+  assert run == hyperprior.run_name(config["model"], config["num_filters"],
+                                    config["lmbda"])
   # Kodak numbers measured on all 24 images by benchmarks/evaluate_checkpoints.py.
   for key in KODAK_KEYS + (["net_bpp"] if config["model"] == "mbt2018_bb" else []):
     assert key in config["kodak"], f"{run}: kodak results lack {key}"

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfc_inference import models
-from tfc_inference import synthetic
 from tfc_inference import training
+from tfc_inference.models import hyperprior
+from tfc_inference.util import synthetic
 
 
 def _dataset():
@@ -21,7 +21,7 @@ def test_training_lowers_loss_and_resumes(tmp_path):
   tf.random.set_seed(0)
   path = str(tmp_path / "run")
   lines = []
-  model = models.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
+  model = hyperprior.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
   model.build_all()
   x = tf.constant(synthetic.image_batch(8, 64, 64, seed=0), tf.float32)
   before = float(model.relaxed_rd(x, training=False)["loss"])
@@ -35,7 +35,7 @@ def test_training_lowers_loss_and_resumes(tmp_path):
   with open(os.path.join(path, "config.json")) as f:
     assert json.load(f)["steps"] == 60
   # A new process-equivalent: fresh model resumes at step 60 with equal weights.
-  resumed = models.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
+  resumed = hyperprior.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
   resumed.build_all()
   lines.clear()
   training.train(resumed, path, _dataset(), 70, 1e-3, config=config,
@@ -45,9 +45,9 @@ def test_training_lowers_loss_and_resumes(tmp_path):
 
 
 def test_init_from_transfers_matching_layers():
-  source = models.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
+  source = hyperprior.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
   source.build_all()
-  target = models.BitsBackHyperprior(lmbda=0.01, num_filters=8)
+  target = hyperprior.BitsBackHyperprior(lmbda=0.01, num_filters=8)
   target.build_all()
   assigned = target.set_weight_arrays(source.weight_arrays(), partial=True)
   assert any(k.startswith("analysis_transform") for k in assigned)
@@ -63,14 +63,14 @@ def test_continuing_from_exported_weights_keeps_counting_and_logs_legs(tmp_path)
   command (a string schedule of older runs becomes the first entry)."""
   tf.random.set_seed(0)
   path = str(tmp_path / "run")
-  model = models.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
+  model = hyperprior.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
   model.build_all()
   config = {"model": "mbt2018", "num_filters": 8, "lmbda": 0.01,
             "lr_schedule": "Adam, lr 0.0003 until step 8, then 3e-05"}
   training.train(model, path, _dataset(), 10, 1e-3, config=config, log_every=10,
                  print_fn=lambda m: None)
   arrays = model.weight_arrays()
-  continued = models.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
+  continued = hyperprior.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
   continued.build_all()
   lines = []
   fresh = str(tmp_path / "clone")

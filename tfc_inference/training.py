@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfc_inference import checkpoints
+from tfc_inference.models import checkpoints
 
 
 def make_dataset(train_glob, patchsize, batchsize, seed=0):

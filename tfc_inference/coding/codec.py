@@ -11,9 +11,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfc_inference import file_format
-from tfc_inference import image_io
-from tfc_inference import metrics
+from tfc_inference.coding import file_format
+from tfc_inference.util import image_io
+from tfc_inference.util import metrics
 
 
 class CodingError(RuntimeError):

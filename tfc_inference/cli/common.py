@@ -11,11 +11,11 @@ import sys
 from absl import flags
 from absl import logging
 
-from tfc_inference import checkpoints
-from tfc_inference import file_format
-from tfc_inference import image_io
-from tfc_inference import output_paths
-from tfc_inference import weights
+from tfc_inference.coding import file_format
+from tfc_inference.models import checkpoints
+from tfc_inference.models import weights
+from tfc_inference.util import image_io
+from tfc_inference.util import output_paths
 
 FLAGS = flags.FLAGS
 
@@ -174,21 +174,21 @@ def schedule_scale_from_flags():
     return FLAGS.schedule_scale
   if FLAGS["t0"].present or FLAGS["annealing_rate"].present:
     return 1.0
-  from tfc_inference import rounding  # pylint: disable=import-outside-toplevel
+  from tfc_inference.inference import rounding  # pylint: disable=import-outside-toplevel
   return rounding.fitted_schedule_scale(FLAGS.sga_its)
 
 
 def define_inference_flags(method):
   """Flags of the iterative-inference binaries (defaults: paper supplement S3)."""
-  from tfc_inference import inference  # pylint: disable=import-outside-toplevel
+  from tfc_inference.inference import iterative  # pylint: disable=import-outside-toplevel
   flags.DEFINE_integer("sga_its", 2000,
                        "Iterations of iterative inference (any method).")
   flags.DEFINE_float(
       "lr", None,
-      f"Adam learning rate. Default: {inference.DEFAULT_LR[method]:g} for "
+      f"Adam learning rate. Default: {iterative.DEFAULT_LR[method]:g} for "
       f"{method} (5e-3 for sga/map/unoise/danneal, 1e-4 for ste).")
-  tau0, rate, t0 = inference.DEFAULT_SCHEDULE.get(
-      method, inference.DEFAULT_SCHEDULE["sga"])
+  tau0, rate, t0 = iterative.DEFAULT_SCHEDULE.get(
+      method, iterative.DEFAULT_SCHEDULE["sga"])
   flags.DEFINE_float(
       "annealing_rate", None,
       f"c in tau(t) = min(tau0, tau0 * exp(-c * (t - t0))). Default: {rate:g} "

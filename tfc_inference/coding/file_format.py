@@ -26,18 +26,17 @@ decoding to a wrong image. Version 1 files (no digest) are still read.
 
 import contextlib
 import dataclasses
-import re
 import struct
 from typing import Optional
 import zlib
 
 import numpy as np
 
+from tfc_inference.models import checkpoints
+
 MAGIC = b"TFCI"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-# Run names are folder names like `mbt2018-num_filters=64-lmbda=0.01`.
-RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.,=+-]{0,199}")
 # Decoding allocates roughly 200 bytes per pixel at 64 filters; 2**25 pixels
 # (e.g. 8192 x 4096) stays within a few GiB. Binaries raise it with --max_pixels.
 DEFAULT_MAX_PIXELS = 2 ** 25
@@ -142,7 +141,7 @@ class CompressedFile:
 
 def check_run_name(name):
   """Raises FormatError unless `name` is a plain run name (no path, no `..`)."""
-  if not RUN_NAME_PATTERN.fullmatch(name) or ".." in name:
+  if not checkpoints.is_plain_run_name(name):
     raise FormatError(f"invalid run name {name[:80]!r} in the header (a run name "
                       "is a folder name of letters, digits and _.,=+-)")
 

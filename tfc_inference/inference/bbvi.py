@@ -22,9 +22,9 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 import tensorflow_probability as tfp
 
-from tfc_inference import models
-from tfc_inference import progress
-from tfc_inference import rounding
+from tfc_inference.inference import rounding
+from tfc_inference.models import hyperprior
+from tfc_inference.util import progress
 
 tfd = tfp.distributions
 _LN2 = float(np.log(2.))
@@ -58,7 +58,7 @@ def net_bits(model, y, z, mean, log_var):
   integer y it is the probability mass the entropy coder uses.
   """
   loc, indexes = model.y_conditional(z, tf.shape(y)[1:3])
-  scale = models.scale_fn(tf.clip_by_value(indexes, 0., models.SCALES_LEVELS - 1.))
+  scale = hyperprior.scale_fn(tf.clip_by_value(indexes, 0., hyperprior.SCALES_LEVELS - 1.))
   log_p_y = tfc.NoisyNormal(loc=loc, scale=scale).log_prob(y)
   bits_y = -tf.reduce_sum(log_p_y, axis=[1, 2, 3]) / _LN2
   return bits_y + model.z_net_bits(z, mean, log_var)
@@ -124,7 +124,7 @@ class BitsBackInference:
   """
 
   def __init__(self, model, config, progress_fn=None, progress_every=100):
-    if not isinstance(model, models.BitsBackHyperprior):
+    if not isinstance(model, hyperprior.BitsBackHyperprior):
       raise TypeError("bits-back inference needs a BitsBackHyperprior")
     self.model = model
     self.config = config
@@ -136,7 +136,7 @@ class BitsBackInference:
     z = mean + tf.exp(0.5 * log_var) * eps
     bits = net_bits(self.model, y, z, mean, log_var)
     x_tilde = self.model.synthesis_transform(y)
-    mse, num_pixels = models.masked_mse(x, x_tilde, valid_shape)
+    mse, num_pixels = hyperprior.masked_mse(x, x_tilde, valid_shape)
     return bits / num_pixels + self.lmbda * mse, bits / num_pixels, mse
 
   def run(self, x, valid_shape=None):

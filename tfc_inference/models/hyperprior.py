@@ -21,8 +21,8 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 import tensorflow_probability as tfp
 
-from tfc_inference import transforms
-from tfc_inference import weights
+from tfc_inference.models import transforms
+from tfc_inference.models import weights
 
 tfd = tfp.distributions
 
@@ -30,6 +30,10 @@ tfd = tfp.distributions
 SCALES_MIN = 0.11
 SCALES_MAX = 256.
 SCALES_LEVELS = 64
+# The bits-back model codes z on a grid of width 2**-Z_GRID_BITS (1/32), spanning
+# all but Z_TAIL_MASS of the prior in each tail.
+Z_GRID_BITS = 5
+Z_TAIL_MASS = 1e-7
 _LOG_SCALES_MIN = float(np.log(SCALES_MIN))
 _LOG_SCALES_STEP = float(
     (np.log(SCALES_MAX) - np.log(SCALES_MIN)) / (SCALES_LEVELS - 1))
@@ -311,6 +315,27 @@ class ScaleHyperprior(RangeCodedHyperprior):
     return None, params
 
 
+def z_grid_tables(model, grid_bits=Z_GRID_BITS):
+  """Discretized prior P(z) on the z grid: dict of arrays to save with the weights.
+
+  `bb_z_probs` [N, K] float64 holds P(z = (kmin + j) * delta) per channel.
+  """
+  delta = 2. ** -grid_bits
+  prior = model.hyperprior
+  lower = tfc.lower_tail(prior, Z_TAIL_MASS).numpy()
+  upper = tfc.upper_tail(prior, Z_TAIL_MASS).numpy()
+  kmin = int(np.floor(lower.min() / delta)) - 1
+  kmax = int(np.ceil(upper.max() / delta)) + 1
+  grid = np.arange(kmin, kmax + 1, dtype=np.float64) * delta
+  edges = np.concatenate([grid - delta / 2, grid[-1:] + delta / 2])
+  edges_tf = tf.constant(np.repeat(edges[:, None], model.num_filters, 1), tf.float32)
+  cdf = prior.cdf(edges_tf).numpy().astype(np.float64)  # [K + 1, N]
+  probs = np.maximum(np.diff(cdf, axis=0).T, 0.)
+  return {"bb_z_probs": probs, "bb_z_kmin": np.array(kmin, np.int32),
+          "bb_grid_bits": np.array(grid_bits, np.int32)}
+
+
+
 class BitsBackHyperprior(HyperpriorModel):
   """Mean-scale hyperprior with a Gaussian q(z|x) for lossy bits-back coding.
 
@@ -332,9 +357,8 @@ class BitsBackHyperprior(HyperpriorModel):
     self.hyperprior = tfc.DeepFactorized(batch_shape=[num_filters])
 
   def coding_tables(self):
-    """The discretized prior P(z) on the bits-back grid (see `bits_back`)."""
-    from tfc_inference import bits_back  # pylint: disable=import-outside-toplevel
-    return bits_back.z_tables(self)
+    """The discretized prior P(z) on the bits-back grid (see `coding.bits_back`)."""
+    return z_grid_tables(self)
 
   def load_coding_tables(self, tables):
     self.tables = dict(tables)

@@ -5,8 +5,8 @@ its sample data; we read it from the installed package. Without matplotlib, a
 procedural image is used instead.
 """
 
-from tfc_inference import image_io
-from tfc_inference import synthetic
+from tfc_inference.util import image_io
+from tfc_inference.util import synthetic
 
 
 def default_image(warn=print):

@@ -14,10 +14,10 @@ Any failure in 2-4 ends in one `file_format.FormatError` (or a
 
 from typing import Callable, Optional
 
-from tfc_inference import checkpoints
-from tfc_inference import codec
-from tfc_inference import file_format
-from tfc_inference import models
+from tfc_inference.coding import codec
+from tfc_inference.coding import file_format
+from tfc_inference.models import checkpoints
+from tfc_inference.models import hyperprior
 
 RANGE_CODED_METHODS = ("mbt2018", "bmshj2018", "sga", "map", "ste", "unoise",
                        "danneal")
@@ -33,10 +33,10 @@ def check_header(compressed, max_pixels=None):
   if compressed.method in RANGE_CODED_METHODS:
     codec.check_range_coded_header(compressed, max_pixels)
   elif compressed.method in BITS_BACK_METHODS:
-    from tfc_inference import bits_back  # pylint: disable=import-outside-toplevel
+    from tfc_inference.coding import bits_back  # pylint: disable=import-outside-toplevel
     bits_back.check_header(compressed, max_pixels)
   elif compressed.method in BAYESIAN_AC_METHODS:
-    from tfc_inference import bayesian_ac_image  # pylint: disable=import-outside-toplevel
+    from tfc_inference.coding import bayesian_ac_image  # pylint: disable=import-outside-toplevel
     bayesian_ac_image.check_header(compressed, max_pixels)
   else:
     raise file_format.FormatError(f"no decoder for method {compressed.method!r}")
@@ -45,7 +45,7 @@ def check_header(compressed, max_pixels=None):
 def load_named_run(name, checkpoint_dir=None, bayesian_ac=False):
   """Step 3's default loader: a run by plain name, inside `checkpoint_dir` only."""
   if bayesian_ac:
-    from tfc_inference import bayesian_ac_image  # pylint: disable=import-outside-toplevel
+    from tfc_inference.coding import bayesian_ac_image  # pylint: disable=import-outside-toplevel
     return bayesian_ac_image.ImageCodec.load(name, checkpoint_dir, name_only=True)
   model, _, _ = checkpoints.load_run(name, checkpoint_dir, name_only=True)
   return model
@@ -53,9 +53,9 @@ def load_named_run(name, checkpoint_dir=None, bayesian_ac=False):
 
 def _check_family(compressed, model):
   if compressed.method in RANGE_CODED_METHODS:
-    needed, families = models.RangeCodedHyperprior, "a mbt2018 or bmshj2018 run"
+    needed, families = hyperprior.RangeCodedHyperprior, "a mbt2018 or bmshj2018 run"
   else:
-    needed, families = models.BitsBackHyperprior, "a mbt2018_bb run"
+    needed, families = hyperprior.BitsBackHyperprior, "a mbt2018_bb run"
   if not isinstance(model, needed):
     raise file_format.FormatError(
         f"a {compressed.method} file names run {compressed.run_name!r} of "
@@ -79,7 +79,7 @@ def decode_parsed(compressed, model, max_pixels=None):
   if compressed.method in RANGE_CODED_METHODS:
     _, image = codec.range_coded_decode_fn(model, compressed, max_pixels)
     return image, dict(messages=[])
-  from tfc_inference import bits_back  # pylint: disable=import-outside-toplevel
+  from tfc_inference.coding import bits_back  # pylint: disable=import-outside-toplevel
   return bits_back.decode_file(model, compressed, max_pixels)
 
 

@@ -7,11 +7,11 @@ import time
 
 from absl import flags
 
-from tfc_inference import cli
-from tfc_inference import commands
-from tfc_inference import inference
-from tfc_inference import metrics
-from tfc_inference import progress
+from tfc_inference.cli import commands
+from tfc_inference.cli import common
+from tfc_inference.inference import iterative
+from tfc_inference.util import metrics
+from tfc_inference.util import progress
 
 FLAGS = flags.FLAGS
 
@@ -41,17 +41,17 @@ TITLES = {
 
 
 def define(method):
-  cli.define_coding_flags()
-  cli.define_inference_flags(method)
+  common.define_coding_flags()
+  common.define_inference_flags(method)
   return USAGE.format(title=TITLES[method], method=method)
 
 
 def config_from_flags(method):
-  return inference.InferenceConfig(
+  return iterative.InferenceConfig(
       method=method, iterations=FLAGS.sga_its, lr=FLAGS.lr, tau0=FLAGS.tau0,
       annealing_rate=FLAGS.annealing_rate, t0=FLAGS.t0, schedule=FLAGS.schedule,
       lmbda=FLAGS["lambda"].value, eval_every=FLAGS.eval_every, seed=FLAGS.seed,
-      schedule_scale=cli.schedule_scale_from_flags())
+      schedule_scale=common.schedule_scale_from_flags())
 
 
 def latents_fn(method):
@@ -61,19 +61,19 @@ def latents_fn(method):
     config = config_from_flags(method)
 
     def report(p):
-      cli.say(f"[{method} {','.join(names)}] it {p['iteration']:5d}  "
-              f"tau {p['tau']:.3f}  relaxed {p['relaxed_loss']:.4f}  "
-              f"true {p['true_loss']:.4f}  bpp {p['bpp']:.4f}  "
-              f"psnr {p['psnr']:.2f}  elapsed {p['elapsed']:.0f}s  "
-              f"ETA {progress.format_seconds(p['eta'])}")
+      common.say(f"[{method} {','.join(names)}] it {p['iteration']:5d}  "
+                 f"tau {p['tau']:.3f}  relaxed {p['relaxed_loss']:.4f}  "
+                 f"true {p['true_loss']:.4f}  bpp {p['bpp']:.4f}  "
+                 f"psnr {p['psnr']:.2f}  elapsed {p['elapsed']:.0f}s  "
+                 f"ETA {progress.format_seconds(p['eta'])}")
 
-    cli.say(f"[{method}] {config.iterations} iterations, lr "
-            f"{config.learning_rate:g}, schedule {config.schedule} (tau0 "
-            f"{config.tau0:g}, t0 {config.t0}, c {config.annealing_rate:g}, "
-            f"scale {config.schedule_scale:g}): final tau "
-            f"{config.tau(max(0, config.iterations - 1)):.3g}")
+    common.say(f"[{method}] {config.iterations} iterations, lr "
+               f"{config.learning_rate:g}, schedule {config.schedule} (tau0 "
+               f"{config.tau0:g}, t0 {config.t0}, c {config.annealing_rate:g}, "
+               f"scale {config.schedule_scale:g}): final tau "
+               f"{config.tau(max(0, config.iterations - 1)):.3g}")
     start = time.time()
-    result = inference.IterativeInference(
+    result = iterative.IterativeInference(
         model, config, progress_fn=report,
         progress_every=FLAGS.progress_every).run(x, images[0].shape[:2])
     extras = []
@@ -100,7 +100,7 @@ def latents_fn(method):
 
 def main(method, usage):
   def run_main(argv):
-    cli.run_subcommands(argv, {
+    common.run_subcommands(argv, {
         "compress": (lambda *a: commands.compress(
             method, ["mbt2018", "bmshj2018"], latents_fn(method), *a), 2, 3),
         "decompress": (commands.decompress, 1, 2),

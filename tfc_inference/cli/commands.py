@@ -12,15 +12,15 @@ import tensorflow as tf
 
 from absl import flags
 
-from tfc_inference import checkpoints
-from tfc_inference import cli
-from tfc_inference import codec
-from tfc_inference import decoding
-from tfc_inference import file_format
-from tfc_inference import image_io
-from tfc_inference import models
-from tfc_inference import output_paths
 from tfc_inference import training
+from tfc_inference.cli import common
+from tfc_inference.coding import codec
+from tfc_inference.coding import decoding
+from tfc_inference.coding import file_format
+from tfc_inference.models import checkpoints
+from tfc_inference.models import hyperprior
+from tfc_inference.util import image_io
+from tfc_inference.util import output_paths
 
 FLAGS = flags.FLAGS
 
@@ -35,7 +35,7 @@ def train_run(name, model, fields):
   """
   checkpoints.check_run_name(name)
   training.seed_everything(FLAGS.seed)
-  path = os.path.join(cli.checkpoint_dir(), name)
+  path = os.path.join(common.checkpoint_dir(), name)
   dataset, num_files = training.make_dataset(
       FLAGS.train_glob, FLAGS.patchsize, FLAGS.batchsize, FLAGS.seed)
   os.makedirs(path, exist_ok=True)
@@ -54,7 +54,7 @@ def train_run(name, model, fields):
   init_arrays, initial_step = None, 0
   resumable = os.path.isdir(os.path.join(path, "train"))
   if FLAGS.init_from:
-    init_path = checkpoints.run_dir(FLAGS.init_from, cli.checkpoint_dir())
+    init_path = checkpoints.run_dir(FLAGS.init_from, common.checkpoint_dir())
     init_arrays, _ = checkpoints.load_arrays(init_path)
     if os.path.realpath(init_path) == os.path.realpath(path):
       # Continuing a run from its own exported weights (e.g. a fresh clone has no
@@ -82,15 +82,15 @@ def train_run(name, model, fields):
 def train(prefix):
   """`train`: trains (or resumes) the run of family `prefix` set by the flags."""
   lmbda = FLAGS["lambda"].value
-  cls = models.MODEL_CLASSES[prefix]
-  train_run(FLAGS.run_name or models.run_name(prefix, FLAGS.num_filters, lmbda),
+  cls = hyperprior.MODEL_CLASSES[prefix]
+  train_run(FLAGS.run_name or hyperprior.run_name(prefix, FLAGS.num_filters, lmbda),
             cls(lmbda=lmbda, num_filters=FLAGS.num_filters),
             dict(model=prefix, model_class=cls.__name__,
                  num_filters=FLAGS.num_filters, lmbda=lmbda))
 
 
 def load_model(run, families):
-  model, config, run_name = checkpoints.load_run(run, cli.checkpoint_dir())
+  model, config, run_name = checkpoints.load_run(run, common.checkpoint_dir())
   if config["model"] not in families:
     raise checkpoints.CheckpointError(
         f"run {run_name!r} is a {config['model']} model; this binary needs one of "
@@ -114,9 +114,9 @@ def compress(method, families, latents_fn, run, input_spec, output=None):
   `latents_fn(model, x, images, names)` returns (y_hat, z_hat, extras) for a padded
   batch `x` of same-sized images; `extras` is a list of per-image result dicts.
   """
-  inputs = image_io.expand_inputs(input_spec, warn=cli.warn)
-  outputs = cli.plan_outputs(inputs, output, FILE_SUFFIX)
-  cli.prepare_outputs()
+  inputs = image_io.expand_inputs(input_spec, warn=common.warn)
+  outputs = common.plan_outputs(inputs, output, FILE_SUFFIX)
+  common.prepare_outputs()
   model, _, run_name = load_model(run, families)
   max_batch = FLAGS["batch_images"].value if "batch_images" in FLAGS else 1
   for batch in batches_by_size(inputs, outputs, max_batch):
@@ -138,9 +138,9 @@ def compress(method, families, latents_fn, run, input_spec, output=None):
           extra_results=dict(est_bpp=float(estimate["bpp"][0]), method=method,
                              run=run_name, image=name, lmbda=model.lmbda,
                              **extras[i]))
-      cli.write_bytes(path, data)
-      cli.write_result_json(name, result)
-      cli.say(cli.format_result(name, result) + f"  -> {path}")
+      common.write_bytes(path, data)
+      common.write_result_json(name, result)
+      common.say(common.format_result(name, result) + f"  -> {path}")
 
 
 def compress_bits_back(method, latents_fn, run, input_spec, output=None,
@@ -150,7 +150,7 @@ def compress_bits_back(method, latents_fn, run, input_spec, output=None,
   `latents_fn(model, x, image, name)` returns (integer y_hat [1, h, w, N], extra).
   `bbvi_its` > 0 makes q(z | y_hat) the result of reproducible BBVI.
   """
-  from tfc_inference import bits_back  # pylint: disable=import-outside-toplevel
+  from tfc_inference.coding import bits_back  # pylint: disable=import-outside-toplevel
   side_info = None
   if FLAGS.side_info:
     try:
@@ -159,9 +159,9 @@ def compress_bits_back(method, latents_fn, run, input_spec, output=None,
     except OSError as error:
       raise image_io.ImageError(
           f"--side_info {FLAGS.side_info}: cannot read ({error.strerror})") from None
-  inputs = image_io.expand_inputs(input_spec, warn=cli.warn)
-  outputs = cli.plan_outputs(inputs, output, FILE_SUFFIX)
-  cli.prepare_outputs()
+  inputs = image_io.expand_inputs(input_spec, warn=common.warn)
+  outputs = common.plan_outputs(inputs, output, FILE_SUFFIX)
+  common.prepare_outputs()
   model, _, run_name = load_model(run, ["mbt2018_bb"])
   for (name, image), path in zip(inputs, outputs):
     start = time.time()
@@ -172,9 +172,9 @@ def compress_bits_back(method, latents_fn, run, input_spec, output=None,
         seed=FLAGS.seed, bbvi_its=bbvi_its, bbvi_lr=bbvi_lr, bbvi_seed=FLAGS.seed)
     seconds = time.time() - start
     if info["padding_bits"]:
-      cli.warn(f"{name}: side information ({info['side_info_bits']} bits) is "
-               f"shorter than the ~{info['side_info_needed_bits']} bits decoding z "
-               f"consumes; padded with {info['padding_bits']} seeded random bits")
+      common.warn(f"{name}: side information ({info['side_info_bits']} bits) is "
+                  f"shorter than the ~{info['side_info_needed_bits']} bits decoding z "
+                  f"consumes; padded with {info['padding_bits']} seeded random bits")
     pixels = image.shape[0] * image.shape[1]
 
     def decode_fn(model, compressed):
@@ -192,9 +192,9 @@ def compress_bits_back(method, latents_fn, run, input_spec, output=None,
             net_bpp=(8 * len(data) - info["side_info_bits"]) / pixels,
             est_bpp=info["est_net_bits"] / pixels,
             bbvi_seconds=info["bbvi_seconds"], bbvi_its=bbvi_its, **extra))
-    cli.write_bytes(path, data)
-    cli.write_result_json(name, result)
-    cli.say(cli.format_result(name, result) + f"  -> {path}")
+    common.write_bytes(path, data)
+    common.write_result_json(name, result)
+    common.say(common.format_result(name, result) + f"  -> {path}")
 
 
 def decompress(input_path, output=None):
@@ -207,22 +207,22 @@ def decompress(input_path, output=None):
   with file_format.decoding_errors(input_path):
     decoding.check_header(compressed, FLAGS.max_pixels)
   output = output_paths.decoded_path(input_path, output, FILE_SUFFIX)
-  cli.check_writable(output)
+  common.check_writable(output)
   side_info_out = FLAGS["side_info_out"].value if "side_info_out" in FLAGS else None
   if side_info_out:
-    cli.check_writable(side_info_out, "--side_info_out")
-  model = decoding.load_named_run(compressed.run_name, cli.checkpoint_dir())
+    common.check_writable(side_info_out, "--side_info_out")
+  model = decoding.load_named_run(compressed.run_name, common.checkpoint_dir())
   run_name = compressed.run_name
   with file_format.decoding_errors(input_path):
     image, info = decoding.decode_parsed(compressed, model, FLAGS.max_pixels)
   image_io.write_png(output, image, FLAGS.overwrite)
   for message in info.get("messages", []):
-    cli.say(message)
+    common.say(message)
   if side_info_out and info.get("side_info") is not None:
-    cli.write_bytes(side_info_out, info["side_info"])
+    common.write_bytes(side_info_out, info["side_info"])
   elif side_info_out:
-    cli.warn(f"side information not written to {side_info_out}: it failed its "
-             "checksum")
-  cli.say(f"{input_path} ({compressed.method}, run {run_name}) -> {output} "
-          f"[{image.shape[1]}x{image.shape[0]}]")
+    common.warn(f"side information not written to {side_info_out}: it failed its "
+                "checksum")
+  common.say(f"{input_path} ({compressed.method}, run {run_name}) -> {output} "
+             f"[{image.shape[1]}x{image.shape[0]}]")
   return info

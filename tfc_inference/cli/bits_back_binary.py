@@ -5,11 +5,11 @@ import time
 from absl import flags
 import tensorflow as tf
 
-from tfc_inference import bbvi
-from tfc_inference import cli
-from tfc_inference import commands
-from tfc_inference import metrics
-from tfc_inference import progress
+from tfc_inference.cli import commands
+from tfc_inference.cli import common
+from tfc_inference.inference import bbvi
+from tfc_inference.util import metrics
+from tfc_inference.util import progress
 
 FLAGS = flags.FLAGS
 
@@ -36,8 +36,8 @@ TITLES = {
 
 
 def define(method):
-  cli.define_coding_flags()
-  cli.define_bits_back_flags()
+  common.define_coding_flags()
+  common.define_bits_back_flags()
   flags.DEFINE_integer("sga_its", 2000,
                        "Iterations of the joint SGA + BBVI optimization (bb_sga).")
   flags.DEFINE_integer("bbvi_its", 0 if method == "bb_plain" else 2000,
@@ -49,7 +49,7 @@ def define(method):
                      "c in tau(t) = min(tau0, tau0 * exp(-c * (t - t0))).")
   flags.DEFINE_integer("t0", 700, "t0 of the temperature schedule.")
   flags.DEFINE_float("tau0", 0.5, "Initial temperature.")
-  cli.define_schedule_scale_flag()
+  common.define_schedule_scale_flag()
   flags.DEFINE_float("lambda", None,
                      "R-D trade-off of the inference objective (default: the run's).")
   flags.DEFINE_integer("progress_every", 100, "Print progress every N iterations.")
@@ -64,18 +64,18 @@ def latents_fn(method):
           iterations=FLAGS.sga_its, lr=FLAGS.lr, tau0=FLAGS.tau0,
           annealing_rate=FLAGS.annealing_rate, t0=FLAGS.t0,
           lmbda=FLAGS["lambda"].value, seed=FLAGS.seed,
-          schedule_scale=cli.schedule_scale_from_flags())
+          schedule_scale=common.schedule_scale_from_flags())
       final_tau = config.tau(max(0, config.iterations - 1))
-      cli.say(f"[{method}] {config.iterations} iterations, lr {config.lr:g}, "
-              f"schedule (tau0 {config.tau0:g}, t0 {config.t0}, c "
-              f"{config.annealing_rate:g}, scale {config.schedule_scale:g}): "
-              f"final tau {final_tau:.3g}")
+      common.say(f"[{method}] {config.iterations} iterations, lr {config.lr:g}, "
+                 f"schedule (tau0 {config.tau0:g}, t0 {config.t0}, c "
+                 f"{config.annealing_rate:g}, scale {config.schedule_scale:g}): "
+                 f"final tau {final_tau:.3g}")
 
       def report(p):
-        cli.say(f"[{method} {name}] it {p['iteration']:5d}  tau {p['tau']:.3f}  "
-                f"relaxed {p['relaxed_loss']:.4f}  nelbo(rounded) "
-                f"{p['true_loss']:.4f}  elapsed {p['elapsed']:.0f}s  "
-                f"ETA {progress.format_seconds(p['eta'])}")
+        common.say(f"[{method} {name}] it {p['iteration']:5d}  tau {p['tau']:.3f}  "
+                   f"relaxed {p['relaxed_loss']:.4f}  nelbo(rounded) "
+                   f"{p['true_loss']:.4f}  elapsed {p['elapsed']:.0f}s  "
+                   f"ETA {progress.format_seconds(p['eta'])}")
 
       start = time.time()
       y_hat, info = bbvi.BitsBackInference(
@@ -97,7 +97,7 @@ def latents_fn(method):
 
 def main(method, usage):
   def run_main(argv):
-    cli.run_subcommands(argv, {
+    common.run_subcommands(argv, {
         "compress": (lambda *a: commands.compress_bits_back(
             method, latents_fn(method), *a, bbvi_its=FLAGS.bbvi_its,
             bbvi_lr=FLAGS.bbvi_lr), 2, 3),

@@ -10,7 +10,7 @@ draws with the Agg backend (no display needed).
 
 import numpy as np
 
-from tfc_inference import evaluation
+from tfc_inference.evaluation import rd_curves
 
 # Label -> (legend text, colour). Ours are solid, published ones dashed.
 _OURS = {
@@ -123,7 +123,7 @@ def plot_savings(reference, curves, path, reference_label="reference",
                  num=50, title=None):
   """Plots rate savings (percent) against PSNR (dB) relative to a reference.
 
-  The y value is -`evaluation.bd_rate_vs_quality(reference, curve)`: positive
+  The y value is -`rd_curves.bd_rate_vs_quality(reference, curve)`: positive
   where a curve needs fewer bits than the reference at the same PSNR (as in
   Figure 4, right, of Yang et al. 2020). Writes a PNG to `path`.
 
@@ -138,8 +138,8 @@ def plot_savings(reference, curves, path, reference_label="reference",
   figure, axes = _new_figure()
   ref_bpp, ref_psnr = reference
   for label, (bpp, psnr) in curves.items():
-    grid, change = evaluation.bd_rate_vs_quality(ref_bpp, ref_psnr, bpp, psnr,
-                                                 num=num)
+    grid, change = rd_curves.bd_rate_vs_quality(ref_bpp, ref_psnr, bpp, psnr,
+                                                num=num)
     _draw(axes, label, grid, -change, marker=None)
   axes.axhline(0., color="gray", linewidth=0.8)
   axes.set_xlabel("PSNR (dB)")

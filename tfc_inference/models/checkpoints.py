@@ -11,13 +11,13 @@ Optimizer state lives only in the `train/` subfolder, which is never shipped.
 import json
 import os
 import pathlib
+import re
 import tempfile
 
 import numpy as np
 
-from tfc_inference import file_format
-from tfc_inference import models
-from tfc_inference import output_paths
+from tfc_inference.models import hyperprior
+from tfc_inference.util import output_paths
 
 WEIGHTS_FILE = "weights.npz"
 CONFIG_FILE = "config.json"
@@ -29,7 +29,17 @@ def default_checkpoint_dir():
   env = os.environ.get("TFC_INFERENCE_CHECKPOINTS")
   if env:
     return env
-  return str(pathlib.Path(__file__).resolve().parent.parent / "checkpoints")
+  return str(pathlib.Path(__file__).resolve().parents[2] / "checkpoints")
+
+
+# Run names are folder names like `mbt2018-num_filters=64-lmbda=0.01`; every
+# compressed file stores one.
+RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.,=+-]{0,199}")
+
+
+def is_plain_run_name(name):
+  """Whether `name` is a plain run name: a folder name, no path, no `..`."""
+  return bool(RUN_NAME_PATTERN.fullmatch(name)) and ".." not in name
 
 
 class CheckpointError(ValueError):
@@ -38,12 +48,10 @@ class CheckpointError(ValueError):
 
 def check_run_name(name):
   """Raises CheckpointError unless `name` can be written into a file header."""
-  try:
-    file_format.check_run_name(name)
-  except file_format.FormatError:
+  if not is_plain_run_name(name):
     raise CheckpointError(
         f"{name[:80]!r} cannot name a run: use letters, digits and _.,=+- "
-        "(it is stored in every compressed file)") from None
+        "(it is stored in every compressed file)")
 
 
 def run_dir(run, checkpoint_dir=None, name_only=False):
@@ -88,7 +96,7 @@ def write_config(path, config):
 
 
 def build_model(config):
-  cls = models.MODEL_CLASSES.get(config.get("model"))
+  cls = hyperprior.MODEL_CLASSES.get(config.get("model"))
   if cls is None:
     raise CheckpointError(f"unknown model family {config.get('model')!r}")
   model = cls(lmbda=config["lmbda"], num_filters=config["num_filters"])

@@ -5,7 +5,7 @@ Paper: Yang, Bamler, Mandt (NeurIPS 2020), section 3.3 and Algorithm 1.
 y_hat lives on the integer grid and is coded with p(y_hat | z_hat), the Gaussian
 convolved with a unit uniform (tfc's `NoisyNormal` discretization, scales from the
 same 64-level table as the mean-scale model). z is continuous; it is discretized on
-a grid of width `2**-GRID_BITS` for both q(z | y_hat) and p(z), so the grid's
+a grid of width `2**-hyperprior.Z_GRID_BITS` for both q(z | y_hat) and p(z), so the grid's
 log-width cancels between the cost of z and the bits got back.
 
 encode: the stack starts as [seeded padding, side information xi]. z_hat is
@@ -26,15 +26,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfc_inference import bbvi
-from tfc_inference import codec
-from tfc_inference import file_format
-from tfc_inference import image_io
-from tfc_inference import models
+from tfc_inference.coding import codec
+from tfc_inference.coding import file_format
+from tfc_inference.inference import bbvi
+from tfc_inference.models import hyperprior
+from tfc_inference.util import image_io
 
 METHODS = ("mbt2018_bb", "bb_plain", "bb_no_sga", "bb_sga")
-GRID_BITS = 5  # z grid width 1/32
-_Z_TAIL_MASS = 1e-7
 _EXTRA_FORMAT = "<IIIIBhhiiHfI"  # see SideInfoHeader
 # Header bounds a decoder accepts (the decoder repeats BBVI, so its iteration
 # count is decode work): 10x the paper's 2000 iterations, Adam rates in (0, 1].
@@ -42,26 +40,6 @@ MAX_BBVI_ITS = 20000
 MAX_BBVI_LR = 1.
 # constriction's stack coder represents probabilities with 24 bits.
 _CODER_PRECISION_BITS = 24
-
-
-def z_tables(model, grid_bits=GRID_BITS):
-  """Discretized prior P(z) on the z grid: dict of arrays to save with the weights.
-
-  `bb_z_probs` [N, K] float64 holds P(z = (kmin + j) * delta) per channel.
-  """
-  delta = 2. ** -grid_bits
-  prior = model.hyperprior
-  lower = tfc.lower_tail(prior, _Z_TAIL_MASS).numpy()
-  upper = tfc.upper_tail(prior, _Z_TAIL_MASS).numpy()
-  kmin = int(np.floor(lower.min() / delta)) - 1
-  kmax = int(np.ceil(upper.max() / delta)) + 1
-  grid = np.arange(kmin, kmax + 1, dtype=np.float64) * delta
-  edges = np.concatenate([grid - delta / 2, grid[-1:] + delta / 2])
-  edges_tf = tf.constant(np.repeat(edges[:, None], model.num_filters, 1), tf.float32)
-  cdf = prior.cdf(edges_tf).numpy().astype(np.float64)  # [K + 1, N]
-  probs = np.maximum(np.diff(cdf, axis=0).T, 0.)
-  return {"bb_z_probs": probs, "bb_z_kmin": np.array(kmin, np.int32),
-          "bb_grid_bits": np.array(grid_bits, np.int32)}
 
 
 @dataclasses.dataclass
@@ -149,7 +127,7 @@ class BitsBackCoder:
     self.bbvi_lr = float(np.float32(bbvi_lr))
     self._posterior_cache = {}
     self.bbvi_seconds = 0.
-    if not isinstance(model, models.BitsBackHyperprior):
+    if not isinstance(model, hyperprior.BitsBackHyperprior):
       raise TypeError("bits-back coding needs a BitsBackHyperprior (mbt2018_bb run)")
     self.model = model
     tables = model.tables
@@ -180,7 +158,7 @@ class BitsBackCoder:
   def y_parameters(self, z_index, y_shape):
     z_hat = tf.constant(z_index * self.delta, tf.float32)
     loc, indexes = self.model.y_conditional(z_hat, y_shape)
-    scale = models.scale_fn(models.coding_indexes(indexes))
+    scale = hyperprior.scale_fn(hyperprior.coding_indexes(indexes))
     return loc.numpy().astype(np.float64), scale.numpy().astype(np.float64)
 
   def _q_model(self):

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tfc_inference import output_paths
+from tfc_inference.util import output_paths
 
 # The transforms downsample by 2**4 (y) and 2**6 (z).
 SIZE_MULTIPLE = 64

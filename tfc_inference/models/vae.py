@@ -30,9 +30,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfc_inference import checkpoints
-from tfc_inference import transforms
-from tfc_inference.weights import NamedWeightsMixin
+from tfc_inference.models import checkpoints
+from tfc_inference.models import transforms
+from tfc_inference.models.weights import NamedWeightsMixin
 
 PREFIX = "bls2017_vae"
 # Total downsampling of the analysis transform: images are padded to multiples of it.

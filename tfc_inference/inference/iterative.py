@@ -18,10 +18,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
-from tfc_inference import metrics
-from tfc_inference import models
-from tfc_inference import progress
-from tfc_inference import rounding
+from tfc_inference.inference import rounding
+from tfc_inference.models import hyperprior
+from tfc_inference.util import metrics
+from tfc_inference.util import progress
 
 METHODS = ("sga", "map", "ste", "unoise", "danneal")
 DEFAULT_LR = {"sga": 5e-3, "map": 5e-3, "unoise": 5e-3, "danneal": 5e-3,
@@ -115,7 +115,7 @@ class IterativeInference:
 
   def __init__(self, model, config, progress_fn: Optional[Callable] = None,
                progress_every=100):
-    if not isinstance(model, models.RangeCodedHyperprior):
+    if not isinstance(model, hyperprior.RangeCodedHyperprior):
       raise TypeError("iterative inference needs a mbt2018 or bmshj2018 model")
     self.model = model
     self.config = config
@@ -145,14 +145,14 @@ class IterativeInference:
     centered = y if loc is None else y - loc
     y_offsets = self._relax(centered, tau, seed[1])
     y_tilde = y_offsets if loc is None else y_offsets + loc
-    scale = models.scale_fn(
-        tf.clip_by_value(indexes, 0., models.SCALES_LEVELS - 1.))
+    scale = hyperprior.scale_fn(
+        tf.clip_by_value(indexes, 0., hyperprior.SCALES_LEVELS - 1.))
     log_p_y = tfc.NoisyNormal(loc=0., scale=scale).log_prob(y_offsets)
     log_p_z = model.hyperprior.log_prob(z_tilde)
     bits = -(tf.reduce_sum(log_p_y, axis=[1, 2, 3]) +
              tf.reduce_sum(log_p_z, axis=[1, 2, 3])) / np.log(2.)
     x_tilde = model.synthesis_transform(y_tilde)
-    mse, num_pixels = models.masked_mse(x, x_tilde, valid_shape)
+    mse, num_pixels = hyperprior.masked_mse(x, x_tilde, valid_shape)
     return bits / num_pixels + self.lmbda * mse
 
   def quantize(self, y, z):
