@@ -84,3 +84,55 @@ def test_schedules():
       0.5 * np.exp(-1.3), rel=1e-5)
   assert rounding.schedule_value("naive", 1000, 0.5, 1e-3, 700) == pytest.approx(
       0.5 * np.exp(-1.), rel=1e-5)
+
+
+@pytest.mark.parametrize("method,fn", [
+    ("sga", lambda v, tau, seed: rounding.sga_round(v, tau, seed)),
+    ("danneal", lambda v, tau, seed: rounding.annealed_round(v, tau)),
+    ("ste", lambda v, tau, seed: rounding.ste_round(v)),
+    ("unoise", lambda v, tau, seed: rounding.noisy_round(v, seed)),
+    ("map", lambda v, tau, seed: rounding.identity_round(v)),
+])
+def test_rounding_layers_compute_their_functions(method, fn):
+  """Each Keras layer gives exactly its function's values and gradients, eagerly
+  and inside a tf.function (compared with the function traced the same way:
+  graph optimizations may change the last bit of the noise)."""
+  v = tf.constant(np.random.default_rng(2).normal(0, 3, (3, 5, 4)), tf.float32)
+  tau = tf.constant(0.3)
+  layer = rounding.relaxation_layer(method)
+  assert isinstance(layer, rounding.RoundingRelaxation)
+  assert not layer.trainable_weights
+  np.testing.assert_array_equal(layer(v, tau, SEED).numpy(),
+                                fn(v, tau, SEED).numpy())
+  traced_layer = tf.function(lambda v: layer(v, tau, SEED))
+  traced_fn = tf.function(lambda v: fn(v, tau, SEED))
+  np.testing.assert_array_equal(traced_layer(v).numpy(), traced_fn(v).numpy())
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(v)
+    from_layer = tf.reduce_sum(layer(v, tau, SEED) ** 2)
+    from_fn = tf.reduce_sum(fn(v, tau, SEED) ** 2)
+  np.testing.assert_allclose(tape.gradient(from_layer, v).numpy(),
+                             tape.gradient(from_fn, v).numpy())
+
+
+def test_a_rounding_layer_drops_into_a_keras_model():
+  """A model author's own Keras model can use the layer with a temperature
+  argument; at a tiny temperature SGA rounds."""
+
+  class Quantizer(tf.keras.Model):
+
+    def __init__(self):
+      super().__init__()
+      self.rounding = rounding.SGARounding()
+
+    def call(self, inputs, tau):  # pylint: disable=arguments-differ
+      return self.rounding(inputs, tau, SEED)
+
+  v = tf.constant([[0.1, 0.8, -1.3, 2.45]])
+  np.testing.assert_allclose(Quantizer()(v, tf.constant(1e-3)).numpy(),
+                             np.round(v.numpy()))
+
+
+def test_relaxation_layer_rejects_unknown_methods():
+  with pytest.raises(ValueError, match="unknown rounding relaxation"):
+    rounding.relaxation_layer("round_half_up")

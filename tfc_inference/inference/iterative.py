@@ -122,19 +122,11 @@ class IterativeInference:
     self.lmbda = model.lmbda if config.lmbda is None else float(config.lmbda)
     self.progress_fn = progress_fn
     self.progress_every = progress_every
+    self._rounding = rounding.relaxation_layer(config.method)
 
   # -------------------------------------------------------------- objectives
   def _relax(self, v, tau, seed):
-    method = self.config.method
-    if method == "sga":
-      return rounding.sga_round(v, tau, seed)
-    if method == "danneal":
-      return rounding.annealed_round(v, tau)
-    if method == "ste":
-      return rounding.ste_round(v)
-    if method == "unoise":
-      return rounding.noisy_round(v, seed)
-    return rounding.identity_round(v)
+    return self._rounding(v, tau, seed)
 
   def relaxed_loss(self, x, y, z, tau, seed, valid_shape):
     """Relaxed per-image loss [B] (the objective the gradient steps follow)."""

@@ -12,6 +12,11 @@ grid points are the integers), and return the relaxed values, same shape/dtype.
   * `ste_round`: round forward, identity backward.
   * `noisy_round`: additive uniform noise U(-1/2, 1/2) (the training relaxation).
   * `identity_round`: MAP, no rounding at all.
+
+Each also has a thin Keras-layer form (`SGARounding`, `AnnealedRounding`,
+`STERounding`, `NoisyRounding`, `IdentityRounding`; `relaxation_layer(method)`)
+with one call signature, `layer(v, tau, seed)`, so a model author can drop any of
+them into a tfc model; `iterative.IterativeInference` uses them.
 """
 
 import math
@@ -116,3 +121,71 @@ def schedule_value(name, step, tau0, annealing_rate, t0):
   if name == "paper":
     return min(tau0, tau0 * math.exp(-annealing_rate * (step - t0)))
   return tau0 * math.exp(-annealing_rate * step)
+
+
+# ---------------------------------------------------------------- Keras layers
+class RoundingRelaxation(tf.keras.layers.Layer):
+  """A rounding relaxation as a stateless Keras layer.
+
+  Every relaxation takes the same call arguments, so a model can swap one for
+  another: `layer(v, tau, seed)` with `v` relative to the integer grid (any
+  shape, float32), `tau` a scalar temperature and `seed` a stateless int32 seed
+  of shape [2]. Each layer ignores the arguments its relaxation does not use.
+  Returns a tensor of the shape and dtype of `v`.
+  """
+
+  def __init__(self, **kwargs):
+    kwargs.setdefault("trainable", False)
+    super().__init__(**kwargs)
+
+  def call(self, v, tau=None, seed=None):  # pylint: disable=arguments-differ
+    raise NotImplementedError
+
+
+class SGARounding(RoundingRelaxation):
+  """Stochastic Gumbel Annealing (`sga_round`): needs `tau` and `seed`."""
+
+  def call(self, v, tau=None, seed=None):
+    return sga_round(v, tau, seed)
+
+
+class AnnealedRounding(RoundingRelaxation):
+  """Deterministic annealing (`annealed_round`): needs `tau`."""
+
+  def call(self, v, tau=None, seed=None):
+    return annealed_round(v, tau)
+
+
+class STERounding(RoundingRelaxation):
+  """Straight-through rounding (`ste_round`)."""
+
+  def call(self, v, tau=None, seed=None):
+    return ste_round(v)
+
+
+class NoisyRounding(RoundingRelaxation):
+  """Additive uniform noise (`noisy_round`): needs `seed`."""
+
+  def call(self, v, tau=None, seed=None):
+    return noisy_round(v, seed)
+
+
+class IdentityRounding(RoundingRelaxation):
+  """No rounding (MAP, `identity_round`)."""
+
+  def call(self, v, tau=None, seed=None):
+    return identity_round(v)
+
+
+# The relaxation of each iterative-inference method (see `iterative.METHODS`).
+RELAXATION_LAYERS = {"sga": SGARounding, "danneal": AnnealedRounding,
+                     "ste": STERounding, "unoise": NoisyRounding,
+                     "map": IdentityRounding}
+
+
+def relaxation_layer(method, **kwargs):
+  """A new `RoundingRelaxation` layer for an iterative-inference method name."""
+  if method not in RELAXATION_LAYERS:
+    raise ValueError(f"unknown rounding relaxation {method!r}; one of "
+                     f"{tuple(RELAXATION_LAYERS)}")
+  return RELAXATION_LAYERS[method](name=f"{method}_rounding", **kwargs)
