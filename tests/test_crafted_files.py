@@ -20,6 +20,8 @@ from tfc_inference.coding import bits_back
 from tfc_inference.coding import codec
 from tfc_inference.coding import decoding
 from tfc_inference.coding import file_format
+from tfc_inference.coding import irec
+from tfc_inference.coding import irec_image
 from tfc_inference.models import checkpoints
 from tfc_inference.util import synthetic
 
@@ -76,6 +78,9 @@ def valid_files(checkpoint_dir, run_names, bayesian_ac_run):
   bac = bi.ImageCodec.load(bayesian_ac_run[1], bayesian_ac_run[0])
   data, _, _ = bac.compress(image, "bayesian_ac", 0.03)
   files.append(("bayesian_ac", data))
+  data, _ = irec_image.IRECImageCodec(bac).compress(
+      image, irec.Settings(6., 0.2, beams=2, seed=3))
+  files.append(("irec", data))
   return files
 
 
@@ -139,6 +144,19 @@ def mutations(data, rng):
                     (2, setting, index), (3, setting, 0)):
       yield (f"bayesian_ac header {(q, s, i)}", raw(extra=header.pack(q, s, i)),
              (q, s, i) != (quantizer, setting, index))
+  if original.method in decoding.IREC_METHODS:
+    header = irec_image._EXTRA  # pylint: disable=protected-access
+    omega, epsilon, beams, seed, steps = header.unpack(original.extra)
+    for fields in ((omega, epsilon, beams, seed + 1, steps),  # another seed
+                   (omega + 1., epsilon, beams, seed, steps),  # another plan
+                   (0., epsilon, beams, seed, steps), (float("nan"), epsilon,
+                                                       beams, seed, steps),
+                   (omega, epsilon, 0, seed, steps), (omega, 5., beams, seed, steps),
+                   (omega, epsilon, beams, seed, 0)):
+      yield f"irec header {fields}", raw(extra=header.pack(*fields)), True
+    # The beam width is the encoder's business: the file still decodes.
+    yield "irec header, other beams", raw(extra=header.pack(
+        omega, epsilon, beams + 3, seed, steps)), False
   # Payloads: empty, truncated, extended, random, swapped, bit flips.
   strings = list(original.strings)
   for i, string in enumerate(strings):
@@ -191,5 +209,5 @@ def test_crafted_files_fail_cleanly_or_decode_exactly(checkpoint_dir, run_names,
             image, reference[:height, :width], err_msg=f"{label}: {what}")
         outcomes["decoded"] += 1
       assert time.time() - start < SECONDS_PER_CASE, (label, what)
-  assert outcomes["rejected"] + outcomes["decoded"] == 4 * CASES_PER_FILE
+  assert outcomes["rejected"] + outcomes["decoded"] == 5 * CASES_PER_FILE
   assert all(os.sep not in name for name in loader.names)

@@ -3,7 +3,7 @@
 `decode` is what the binaries' `decompress` runs. The order matters:
   1. the container (magic, version, CRC, plain run name) is parsed;
   2. every header field is validated against the method's rules (shapes, pixel
-     limit, bits-back and Bayesian AC settings), before any model is loaded;
+     limit, bits-back, Bayesian AC and iREC settings), before any model is loaded;
   3. the run is looked up by name inside the checkpoint folder only, and its
      family and weight fingerprint must fit the file;
   4. the payload is decoded and the decoded symbols must match the header's
@@ -23,6 +23,7 @@ RANGE_CODED_METHODS = ("mbt2018", "bmshj2018", "sga", "map", "ste", "unoise",
                        "danneal")
 BITS_BACK_METHODS = ("mbt2018_bb", "bb_plain", "bb_no_sga", "bb_sga")
 BAYESIAN_AC_METHODS = ("bayesian_ac",)
+IREC_METHODS = ("irec",)  # iREC codes samples of the same VAE runs
 
 # (run name, checkpoint dir) -> a loaded model (hyperprior) or `ImageCodec` (VAE).
 Loader = Callable[[str, Optional[str]], object]
@@ -38,6 +39,9 @@ def check_header(compressed, max_pixels=None):
   elif compressed.method in BAYESIAN_AC_METHODS:
     from tfc_inference.coding import bayesian_ac_image  # pylint: disable=import-outside-toplevel
     bayesian_ac_image.check_header(compressed, max_pixels)
+  elif compressed.method in IREC_METHODS:
+    from tfc_inference.coding import irec_image  # pylint: disable=import-outside-toplevel
+    irec_image.check_header(compressed, max_pixels)
   else:
     raise file_format.FormatError(f"no decoder for method {compressed.method!r}")
 
@@ -75,6 +79,13 @@ def decode_parsed(compressed, model, max_pixels=None):
     quantizer, setting, values = model.decode_latents(compressed, max_pixels)
     image = model.reconstruct(values, compressed.image_shape)
     return image, dict(quantizer=quantizer, setting=setting, messages=[])
+  if compressed.method in IREC_METHODS:
+    from tfc_inference.coding import irec_image  # pylint: disable=import-outside-toplevel
+    if not isinstance(model, irec_image.IRECImageCodec):
+      model = irec_image.IRECImageCodec(model)
+    settings, sample = model.decode_latents(compressed, max_pixels)
+    image = model.codec.reconstruct(sample, compressed.image_shape)
+    return image, dict(settings=settings, messages=[])
   _check_family(compressed, model)
   if compressed.method in RANGE_CODED_METHODS:
     _, image = codec.range_coded_decode_fn(model, compressed, max_pixels)
@@ -102,7 +113,7 @@ def decode(data, checkpoint_dir=None, max_pixels=None, source="<bytes>",
     raise file_format.FormatError(f"{source}: {error}") from None
   with file_format.decoding_errors(source):
     check_header(compressed, max_pixels)
-  bayesian = compressed.method in BAYESIAN_AC_METHODS
+  bayesian = compressed.method in BAYESIAN_AC_METHODS + IREC_METHODS
   if loader is None:
     model = load_named_run(compressed.run_name, checkpoint_dir, bayesian)
   else:

@@ -45,7 +45,7 @@ DEFAULT_MAX_PIXELS = 2 ** 25
 METHODS = {
     "mbt2018": 1, "bmshj2018": 2, "mbt2018_bb": 3,
     "sga": 4, "map": 5, "ste": 6, "unoise": 7, "danneal": 8,
-    "bb_sga": 9, "bb_no_sga": 10, "bb_plain": 11, "bayesian_ac": 12,
+    "bb_sga": 9, "bb_no_sga": 10, "bb_plain": 11, "bayesian_ac": 12, "irec": 13,
 }
 METHOD_NAMES = {v: k for k, v in METHODS.items()}
 # The binary (in examples/) whose `decompress` decodes each method's files.
@@ -54,7 +54,7 @@ DECODER_BINARY = dict(
                                "unoise", "danneal")},
     **{m: "mbt2018_bb.py" for m in ("mbt2018_bb", "bb_sga", "bb_no_sga",
                                     "bb_plain")},
-    bayesian_ac="bayesian_ac.py")
+    bayesian_ac="bayesian_ac.py", irec="irec.py")
 
 
 def wrong_binary_error(path, method):
