@@ -45,13 +45,10 @@ from tfc_inference.cli import commands  # pylint: disable=g-import-not-at-top
 from tfc_inference.cli import common  # pylint: disable=g-import-not-at-top
 from tfc_inference.coding import bayesian_ac_image as bi  # pylint: disable=g-import-not-at-top
 from tfc_inference.coding import bayesian_ac_tables  # pylint: disable=g-import-not-at-top
-from tfc_inference.coding import decoding  # pylint: disable=g-import-not-at-top
-from tfc_inference.coding import file_format  # pylint: disable=g-import-not-at-top
 from tfc_inference.evaluation import bayesian_ac_sweep  # pylint: disable=g-import-not-at-top
 from tfc_inference.models import checkpoints  # pylint: disable=g-import-not-at-top
 from tfc_inference.models import vae  # pylint: disable=g-import-not-at-top
 from tfc_inference.util import image_io  # pylint: disable=g-import-not-at-top
-from tfc_inference.util import output_paths  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 FILE_SUFFIX = ".tfci"
@@ -185,19 +182,9 @@ def compress(run, input_spec, output=None):
 
 def decompress(input_path, output=None):
   """`decompress INPUT [OUTPUT]`: the run comes from the file header."""
-  compressed = file_format.read_file(input_path)
-  if compressed.method != bi.METHOD:
-    raise file_format.wrong_binary_error(input_path, compressed.method)
-  with file_format.decoding_errors(input_path):
-    decoding.check_header(compressed, FLAGS.max_pixels)
-  output = output_paths.decoded_path(input_path, output, FILE_SUFFIX)
-  common.check_writable(output)
-  codec = decoding.load_named_run(compressed.run_name, common.checkpoint_dir(),
-                                  bayesian_ac=True)
-  with file_format.decoding_errors(input_path):
-    image, info = decoding.decode_parsed(compressed, codec, FLAGS.max_pixels)
+  image, info, codec, output = commands.decompress_vae_file(input_path, output,
+                                                           bi.METHOD)
   quantizer, setting = info["quantizer"], info["setting"]
-  image_io.write_png(output, image, FLAGS.overwrite)
   common.say(f"{input_path} ({quantizer} {bi.PARAMETER_NAMES[quantizer]} "
              f"{setting:g}, run {codec.run_name}) -> {output} "
              f"[{image.shape[1]}x{image.shape[0]}]")

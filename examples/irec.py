@@ -31,14 +31,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 
+from tfc_inference.cli import commands  # pylint: disable=g-import-not-at-top
 from tfc_inference.cli import common  # pylint: disable=g-import-not-at-top
 from tfc_inference.coding import bayesian_ac_image  # pylint: disable=g-import-not-at-top
-from tfc_inference.coding import decoding  # pylint: disable=g-import-not-at-top
-from tfc_inference.coding import file_format  # pylint: disable=g-import-not-at-top
 from tfc_inference.coding import irec  # pylint: disable=g-import-not-at-top
 from tfc_inference.coding import irec_image  # pylint: disable=g-import-not-at-top
 from tfc_inference.util import image_io  # pylint: disable=g-import-not-at-top
-from tfc_inference.util import output_paths  # pylint: disable=g-import-not-at-top
 from tfc_inference.util import progress  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
@@ -96,18 +94,8 @@ def compress(run, input_spec, output=None):
 
 def decompress(input_path, output=None):
   """`decompress INPUT [OUTPUT]`: run and settings come from the file header."""
-  compressed = file_format.read_file(input_path)
-  if compressed.method != irec_image.METHOD:
-    raise file_format.wrong_binary_error(input_path, compressed.method)
-  with file_format.decoding_errors(input_path):
-    decoding.check_header(compressed, FLAGS.max_pixels)
-  output = output_paths.decoded_path(input_path, output, FILE_SUFFIX)
-  common.check_writable(output)
-  codec = decoding.load_named_run(compressed.run_name, common.checkpoint_dir(),
-                                  bayesian_ac=True)
-  with file_format.decoding_errors(input_path):
-    image, info = decoding.decode_parsed(compressed, codec, FLAGS.max_pixels)
-  image_io.write_png(output, image, FLAGS.overwrite)
+  image, info, codec, output = commands.decompress_vae_file(
+      input_path, output, irec_image.METHOD)
   settings = info["settings"]
   common.say(f"{input_path} (irec, kl_per_block {settings.kl_per_block:g}, beams "
              f"{settings.beams}, run {codec.run_name}) -> {output} "

@@ -202,7 +202,7 @@ def decompress(input_path, output=None):
 
   Every header field and output path is checked before a model is loaded."""
   compressed = file_format.read_file(input_path)
-  if compressed.method in decoding.BAYESIAN_AC_METHODS:
+  if compressed.method in decoding.BAYESIAN_AC_METHODS + decoding.IREC_METHODS:
     raise file_format.wrong_binary_error(input_path, compressed.method)
   with file_format.decoding_errors(input_path):
     decoding.check_header(compressed, FLAGS.max_pixels)
@@ -226,3 +226,22 @@ def decompress(input_path, output=None):
   common.say(f"{input_path} ({compressed.method}, run {run_name}) -> {output} "
              f"[{image.shape[1]}x{image.shape[0]}]")
   return info
+
+
+def decompress_vae_file(input_path, output, method):
+  """`decompress INPUT [OUTPUT]` of the VAE binaries (bayesian_ac.py, irec.py),
+  for files of `method`: checks the header and output before loading the run,
+  decodes, writes the PNG. Returns (image, info, codec, output path)."""
+  compressed = file_format.read_file(input_path)
+  if compressed.method != method:
+    raise file_format.wrong_binary_error(input_path, compressed.method)
+  with file_format.decoding_errors(input_path):
+    decoding.check_header(compressed, FLAGS.max_pixels)
+  output = output_paths.decoded_path(input_path, output, FILE_SUFFIX)
+  common.check_writable(output)
+  codec = decoding.load_named_run(compressed.run_name, common.checkpoint_dir(),
+                                  bayesian_ac=True)
+  with file_format.decoding_errors(input_path):
+    image, info = decoding.decode_parsed(compressed, codec, FLAGS.max_pixels)
+  image_io.write_png(output, image, FLAGS.overwrite)
+  return image, info, codec, output
