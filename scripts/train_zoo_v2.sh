@@ -21,6 +21,10 @@
 #
 #   nohup setsid taskset -c 0 scripts/train_zoo_v2.sh base > base.log 2>&1 &
 #   nohup setsid taskset -c 1 scripts/train_zoo_v2.sh ladder > ladder.log 2>&1 &
+#
+# To give other work on the machine priority, `renice` is not enough: setsid puts
+# each stage in its own scheduler autogroup, so lower the group instead:
+#   for p in $(pgrep -f train_zoo_v2.sh); do echo 19 > /proc/$p/autogroup; done
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
