@@ -31,8 +31,8 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
+from tfc_inference.evaluation import options as options_lib  # pylint: disable=g-import-not-at-top
 from tfc_inference.evaluation import rd_curves  # pylint: disable=g-import-not-at-top
-from tfc_inference.evaluation import registry  # pylint: disable=g-import-not-at-top
 from tfc_inference.evaluation import runner  # pylint: disable=g-import-not-at-top
 from tfc_inference.models import checkpoints  # pylint: disable=g-import-not-at-top
 from tfc_inference.models import hyperprior  # pylint: disable=g-import-not-at-top
@@ -63,7 +63,7 @@ def evaluate_run(run, root):
   run_results = os.path.join(FLAGS.results_dir, method, run)
   shutil.rmtree(run_results, ignore_errors=True)
   runner.run_method(method, FLAGS.results_dir, FLAGS.kodak, run,
-                    registry.Options(checkpoint_dir=FLAGS.checkpoint_dir))
+                    options_lib.Options(checkpoint_dir=FLAGS.checkpoint_dir))
   rows = []
   for path in sorted(glob.glob(os.path.join(run_results, "*.json"))):
     with open(path) as f:

@@ -3,6 +3,7 @@
   python benchmarks/irec.py synthetic [--omegas 4,6,8,10 --beams 1,5,20]
   python benchmarks/irec.py images --images '../shared/data/kodak/*.png' \\
       [--crop 256 --max_images 4 --omegas 6,8 --beams 1,5]
+  python benchmarks/irec.py regression [--problems 20 --omegas 8 --beams 5]
 
 synthetic  a 2000-dimensional Gaussian posterior (four groups of 500 dimensions,
            from nearly the prior to very informative, sigma 0.98 / 0.5 / 0.1 /
@@ -12,8 +13,13 @@ synthetic  a 2000-dimensional Gaussian posterior (four groups of 500 dimensions,
            atypical), standardized residuals, encode and decode seconds.
 images     iREC on the shipped Bayesian AC VAE against Bayesian AC at the same
            model's lambdas (bpp from real files, PSNR of the decoded image).
+regression iREC and Bayesian AC on Bayesian linear-regression posteriors
+           (`evaluation.linear_regression`, 64 weights, 64 observations): coded
+           bits and test MSE, means over --problems problems (seeds 0..N-1);
+           iREC codes tempered posteriors (--betas), Bayesian AC the posterior
+           mean at --regression_lambdas.
 
-Writes RESULTS_DIR/synthetic.csv or RESULTS_DIR/images.csv and prints them.
+Writes RESULTS_DIR/synthetic.csv, images.csv or regression.csv and prints it.
 """
 
 import csv
@@ -45,6 +51,11 @@ flags.DEFINE_string("run", "bls2017_vae-num_filters=64-sigma2=0.001",
                     "images: the VAE run.")
 flags.DEFINE_list("bac_lambdas", ["0.1", "0.3", "1", "3"],
                   "images: Bayesian AC lambdas to compare with.")
+flags.DEFINE_integer("problems", 20, "regression: problems (seeds) averaged.")
+flags.DEFINE_list("betas", ["0.001", "0.01", "0.1", "0.3", "1"],
+                  "regression: likelihood temperatures of iREC's posteriors.")
+flags.DEFINE_list("regression_lambdas", ["0.001", "0.01", "0.1", "1", "10"],
+                  "regression: Bayesian AC lambdas.")
 FLAGS = flags.FLAGS
 
 
@@ -131,10 +142,44 @@ def images():
   _write("images.csv", rows)
 
 
+def regression():
+  from tfc_inference.evaluation import linear_regression  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  lambdas = [float(v) for v in FLAGS.regression_lambdas]
+  betas = [float(v) for v in FLAGS.betas]
+  keys = ("coded_bits", "kl_bits", "ideal_bits", "test_mse", "test_mse_at_mean",
+          "log_prob", "uniform_bits", "uniform_test_mse")
+  rows = []
+  for omega in map(float, FLAGS.omegas):
+    for beams in map(int, FLAGS.beams):
+      per_setting = {}
+      for seed in range(FLAGS.problems):
+        settings = irec.Settings(omega, FLAGS.extra_samples, beams, seed=seed,
+                                 block_steps=FLAGS.block_steps)
+        results, irec_results = linear_regression.run(
+            64, 64, lambdas if not rows else [], seed, irec_betas=betas,
+            irec_settings=settings)
+        for r in results:
+          per_setting.setdefault(("bayesian_ac", f"lambda={r['lambda']:g}"), []).append(r)
+        for r in irec_results:
+          per_setting.setdefault(
+              ("irec", f"beta={r['beta']:g},omega={omega:g},beams={beams}"), []
+          ).append(r)
+      for (method, setting), results in per_setting.items():
+        rows.append(dict(method=method, setting=setting, problems=len(results),
+                         **{k: float(np.mean([r[k] for r in results]))
+                            for k in keys if k in results[0]}))
+        print(rows[-1], flush=True)
+  columns = ["method", "setting", "problems", *keys]
+  _write("regression.csv", [{c: row.get(c, "") for c in columns} for row in rows])
+
+
+COMMANDS = {"synthetic": synthetic, "images": images, "regression": regression}
+
+
 def main(argv):
-  if len(argv) != 2 or argv[1] not in ("synthetic", "images"):
-    raise app.UsageError("give one command: synthetic or images")
-  {"synthetic": synthetic, "images": images}[argv[1]]()
+  if len(argv) != 2 or argv[1] not in COMMANDS:
+    raise app.UsageError(f"give one command: {', '.join(COMMANDS)}")
+  COMMANDS[argv[1]]()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Usage:
   python examples/evaluate.py run --method M --images GLOB --results_dir DIR
       [--runs PATTERN --sga_its N --bbvi_its N --crop HxW --batch_images K
-       --checkpoint_dir D --jpeg_qualities 10,50,90 --shard_index i --num_shards n]
+       --checkpoint_dir D --jpeg_qualities 10,50,90 --bac_lambdas 0.1,1,10
+       --irec_kl_per_block 8 --shard_index i --num_shards n]
   python examples/evaluate.py summarize --results_dir DIR [--method M,...]
   python examples/evaluate.py bd_rate A.csv B.csv
   python examples/evaluate.py plot --csv A.csv --csv B.csv ... --out DIR
@@ -16,7 +17,8 @@ stores DIR/M/RUN/IMAGE.json (bpp from the file size; bits-back methods: bpp is
 the net rate after bits back, file_bpp the file's). Finished items are
 skipped, so an interrupted run resumes. Then DIR/M.csv gets one row per lambda
 (means over images) with columns lmbda,bpp,est_bpp,psnr,ms_ssim,
-encode_seconds,decode_seconds. For jpeg the lambda column holds the quality.
+encode_seconds,decode_seconds. For jpeg the lambda column holds the quality,
+for bayesian_ac the rate penalty, for irec the VAE run's sigma2.
 
 Parallel shards: start the same command N times with --num_shards N and
 --shard_index 0..N-1 (same DIR, or different DIRs merged later); item k of the
@@ -46,6 +48,7 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 # layers compute the wrong formula (see transforms.check_graph_tensor_equality).
 import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
 
+from tfc_inference.evaluation import options as options_lib  # pylint: disable=g-import-not-at-top
 from tfc_inference.evaluation import registry  # pylint: disable=g-import-not-at-top
 from tfc_inference.evaluation import reports  # pylint: disable=g-import-not-at-top
 from tfc_inference.evaluation import runner  # pylint: disable=g-import-not-at-top
@@ -96,13 +99,22 @@ flags.DEFINE_integer(
     "batch_images", 4,
     "run: same-sized images optimized jointly by iterative methods and bb_sga.")
 flags.DEFINE_list(
-    "jpeg_qualities", [str(q) for q in registry.DEFAULT_JPEG_QUALITIES],
+    "jpeg_qualities", [str(q) for q in options_lib.DEFAULT_JPEG_QUALITIES],
     "run --method jpeg: JPEG qualities (0-100), one CSV row each.")
 flags.DEFINE_list(
-    "bac_lambdas", [f"{v:g}" for v in registry.DEFAULT_BAC_LAMBDAS],
+    "bac_lambdas", [f"{v:g}" for v in options_lib.DEFAULT_BAC_LAMBDAS],
     "run --method bayesian_ac: rate penalties of Bayesian AC, one CSV row each.")
+flags.DEFINE_float("irec_kl_per_block", 8.,
+                   "run --method irec: Omega, the KL in bits of each auxiliary "
+                   "step (1-20); encoding time grows like 2^(Omega (1 + eps)).")
+flags.DEFINE_float("irec_extra_samples", 0.3,
+                   "run --method irec: epsilon, the candidates' oversampling (0-1).")
+flags.DEFINE_integer("irec_beams", 5, "run --method irec: beam width (1-256).")
+flags.DEFINE_integer("irec_block_steps", 4,
+                     "run --method irec: auxiliary steps per block (1-64).")
 flags.DEFINE_integer("seed", 0,
-                     "run: seed of SGA, BBVI and the bits-back side information.")
+                     "run: seed of SGA, BBVI, the bits-back side information and "
+                     "the irec candidates.")
 flags.DEFINE_integer(
     "progress_every", 0,
     "run: also print iterative-inference progress every N iterations (0: only "
@@ -134,7 +146,7 @@ FLAGS = flags.FLAGS
 
 def _results_dir():
   if not FLAGS.results_dir:
-    raise registry.UserError("--results_dir is required")
+    raise options_lib.UserError("--results_dir is required")
   return FLAGS.results_dir
 
 
@@ -142,24 +154,27 @@ def _options():
   try:
     qualities = [int(q) for q in FLAGS.jpeg_qualities]
   except ValueError:
-    raise registry.UserError("--jpeg_qualities must be integers, got "
-                             f"{','.join(FLAGS.jpeg_qualities)}") from None
+    raise options_lib.UserError("--jpeg_qualities must be integers, got "
+                                f"{','.join(FLAGS.jpeg_qualities)}") from None
   try:
     bac_lambdas = [float(v) for v in FLAGS.bac_lambdas]
   except ValueError:
-    raise registry.UserError("--bac_lambdas must be numbers, got "
-                             f"{','.join(FLAGS.bac_lambdas)}") from None
-  return registry.Options(
+    raise options_lib.UserError("--bac_lambdas must be numbers, got "
+                                f"{','.join(FLAGS.bac_lambdas)}") from None
+  return options_lib.Options(
       bac_lambdas=bac_lambdas, sga_its=FLAGS.sga_its, bbvi_its=FLAGS.bbvi_its,
       eval_every=FLAGS.eval_every, batch_images=FLAGS.batch_images,
-      seed=FLAGS.seed, crop=registry.parse_crop(FLAGS.crop),
+      seed=FLAGS.seed, crop=options_lib.parse_crop(FLAGS.crop),
       jpeg_qualities=qualities, checkpoint_dir=FLAGS.checkpoint_dir,
-      progress_every=FLAGS.progress_every, schedule_scale=FLAGS.schedule_scale)
+      progress_every=FLAGS.progress_every, schedule_scale=FLAGS.schedule_scale,
+      irec_kl_per_block=FLAGS.irec_kl_per_block,
+      irec_extra_samples=FLAGS.irec_extra_samples, irec_beams=FLAGS.irec_beams,
+      irec_block_steps=FLAGS.irec_block_steps)
 
 
 def run_command():
   if not FLAGS.method:
-    raise registry.UserError("run needs --method")
+    raise options_lib.UserError("run needs --method")
   results_dir, options = _results_dir(), _options()
   for method in FLAGS.method:
     registry.get_method(method)
@@ -174,7 +189,7 @@ def summarize_command():
 
 def plot_command():
   if not FLAGS.out:
-    raise registry.UserError("plot needs --out DIR")
+    raise options_lib.UserError("plot needs --out DIR")
   reports.plot_command(FLAGS.csv, FLAGS.out, FLAGS.reference, title=FLAGS.title,
                        max_bpp=FLAGS.max_bpp)
 
@@ -202,7 +217,7 @@ def main(argv):
          "see --help")
   try:
     handler(*args[1:])
-  except registry.UserError as error:
+  except options_lib.UserError as error:
     fail(str(error))
   except ValueError as error:
     # The library's input errors (unreadable images, missing or unloadable

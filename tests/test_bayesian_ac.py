@@ -1,7 +1,8 @@
 """Bayesian arithmetic coding: Algorithm 1, code-point symbols, entropy coding."""
 
-import importlib.util
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -161,16 +162,29 @@ def test_invalid_inputs_are_rejected():
     bayesian_ac.entropy_code(np.array([2 ** 8]), distribution)
 
 
-def test_linear_regression_example_runs():
-  spec = importlib.util.spec_from_file_location(
-      "bayesian_linear_regression_example",
-      os.path.join(ROOT, "examples", "bayesian_linear_regression.py"))
-  example = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(example)
-  results = example.run(num_features=20, num_points=10, lambdas=[0.01, 1.],
-                        seed=0, num_train_problems=3)
+def test_linear_regression_codes_weights_with_both_coders(tmp_path):
+  from tfc_inference.evaluation import linear_regression  # pylint: disable=import-outside-toplevel
+  results, irec_results = linear_regression.run(
+      num_features=20, num_points=10, lambdas=[0.01, 1.], seed=0,
+      num_train_problems=3, irec_betas=[0.1, 1.], num_test_points=50)
   assert [r["lambda"] for r in results] == [0.01, 1.]
   assert results[0]["coded_bits"] > results[1]["coded_bits"]
   for r in results:
     assert r["log_prob"] <= r["log_prob_at_mean"]
     assert r["uniform_log_prob"] <= r["log_prob_at_mean"]
+  # iREC decodes a sample (checked inside), costs more than its KL and fewer
+  # bits for a tempered (less informative) posterior.
+  assert [r["beta"] for r in irec_results] == [0.1, 1.]
+  for r in irec_results:
+    assert r["coded_bits"] > r["kl_bits"] > 0
+    assert r["log_prob"] <= r["log_prob_at_mean"]
+  assert irec_results[0]["kl_bits"] < irec_results[1]["kl_bits"]
+  done = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "examples", "bayesian_linear_regression.py"),
+       "--num_features", "12", "--num_points", "8", "--num_train_problems", "2",
+       "--lambdas", "1", "--irec_betas", "1", "--csv", str(tmp_path / "r.csv")],
+      capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  assert "iREC" in done.stdout
+  with open(tmp_path / "r.csv") as f:
+    assert [row.split(",")[0] for row in f.read().split()[1:]] == ["bayesian_ac", "irec"]

@@ -15,7 +15,7 @@ from tfc_inference.coding import bayesian_ac_tables
 from tfc_inference.coding import file_format
 from tfc_inference.coding import scalar_quantizers
 from tfc_inference.evaluation import bayesian_ac_sweep
-from tfc_inference.evaluation import registry
+from tfc_inference.evaluation import options as options_lib
 from tfc_inference.models import checkpoints
 from tfc_inference.models import vae
 from tfc_inference.util import image_io
@@ -277,7 +277,7 @@ def test_evaluation_runner_sweeps_lambda_with_one_run(run, tmp_path):
   images_dir.mkdir()
   image_io.write_png(str(images_dir / "img0.png"), synthetic.test_image(64, 96, 3))
   results_dir = str(tmp_path / "results")
-  options = registry.Options(checkpoint_dir=root, bac_lambdas=[3., 0.03, 0.3])
+  options = options_lib.Options(checkpoint_dir=root, bac_lambdas=[3., 0.03, 0.3])
   with open(os.devnull, "w") as out:
     runner.run_method("bayesian_ac", results_dir, str(images_dir / "*.png"),
                       "bls2017_vae-*", options, out=out)
@@ -285,7 +285,7 @@ def test_evaluation_runner_sweeps_lambda_with_one_run(run, tmp_path):
   np.testing.assert_array_equal(columns["lmbda"], [0.03, 0.3, 3.])
   assert np.all(np.diff(columns["bpp"]) < 0)  # a larger penalty, fewer bits
   with open(runner.result_path(results_dir, "bayesian_ac",
-                               f"{name}{registry.BAC_LAMBDA_TAG}0.3", "img0")) as f:
+                               f"{name}{options_lib.BAC_LAMBDA_TAG}0.3", "img0")) as f:
     record = json.load(f)
   assert record["bpp"] == pytest.approx(8 * record["num_bytes"] / (64 * 96))
 
@@ -306,7 +306,7 @@ def test_shipped_vae_run_gives_many_rates_from_one_model(name):
   lambdas = [float(v) for v in codec.tables.settings("bayesian_ac")]
   np.testing.assert_allclose(lambdas, bayesian_ac_tables.DEFAULT_LAMBDAS)
   # The runner keeps its own copy of the grid (it must not import TF).
-  assert registry.DEFAULT_BAC_LAMBDAS == bayesian_ac_tables.DEFAULT_LAMBDAS
+  assert options_lib.DEFAULT_BAC_LAMBDAS == bayesian_ac_tables.DEFAULT_LAMBDAS
   image = synthetic.test_image(128, 128, seed=5)
   posterior = codec.analyze(image)
   bpp = []

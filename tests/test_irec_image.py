@@ -108,3 +108,30 @@ def test_header_settings_are_checked(bayesian_ac_run):
   for extra in (b"", irec_image._EXTRA.pack(25., 0.2, 1, 1, 4)):  # pylint: disable=protected-access
     with pytest.raises(file_format.FormatError):
       irec_image.check_header(dataclasses.replace(parsed, extra=extra))
+
+
+def test_evaluation_runner_codes_one_point_per_vae_run(bayesian_ac_run, tmp_path):
+  from tfc_inference.evaluation import options as options_lib  # pylint: disable=import-outside-toplevel
+  from tfc_inference.evaluation import rd_curves  # pylint: disable=import-outside-toplevel
+  from tfc_inference.evaluation import runner  # pylint: disable=import-outside-toplevel
+  root, name = bayesian_ac_run
+  images_dir = tmp_path / "images"
+  images_dir.mkdir()
+  image_io.write_png(str(images_dir / "img0.png"), synthetic.test_image(64, 80, 3))
+  results_dir = str(tmp_path / "results")
+  options = options_lib.Options(checkpoint_dir=root, irec_kl_per_block=6.,
+                                irec_beams=2, seed=3)
+  with open(os.devnull, "w") as out:
+    runner.run_method("irec", results_dir, str(images_dir / "*.png"), None,
+                      options, out=out)
+  with open(runner.result_path(results_dir, "irec", name, "img0")) as f:
+    record = json.load(f)
+  assert (record["kl_per_block"], record["beams"], record["seed"]) == (6., 2, 3)
+  assert record["bpp"] == pytest.approx(8 * record["num_bytes"] / (64 * 80))
+  assert record["bpp"] > record["kl_bpp"] > 0
+  columns = rd_curves.read_rd_csv(os.path.join(results_dir, "irec.csv"))
+  sigma2 = irec_image.IRECImageCodec.load(name, root).codec.model.sigma2
+  np.testing.assert_allclose(columns["lmbda"], [sigma2])
+  np.testing.assert_allclose(columns["bpp"], [record["bpp"]])
+  with pytest.raises(options_lib.UserError, match="kl_per_block"):
+    options_lib.Options(irec_kl_per_block=30.).validate()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tfc_inference.evaluation import rd_curves
+from tfc_inference.evaluation import options as options_lib
 from tfc_inference.evaluation import registry
 from tfc_inference.evaluation import reports
 from tfc_inference.evaluation import runner
@@ -61,7 +62,7 @@ def _write_rd(path, rates, psnrs):
 def test_csv_header_and_round_trip(method, images, tmp_path, checkpoint_dir,
                                    run_names):
   results_dir = str(tmp_path / "results")
-  options = registry.Options(sga_its=3, batch_images=2,
+  options = options_lib.Options(sga_its=3, batch_images=2,
                              checkpoint_dir=checkpoint_dir)
   with _quiet(tmp_path) as out:
     summary = runner.run_method(method, results_dir, images,
@@ -106,7 +107,7 @@ def test_resume_skips_finished_items(images, tmp_path, checkpoint_dir, run_names
   monkeypatch.setitem(registry.METHODS, "mbt2018",
                       dataclasses.replace(original, encode=counting))
   results_dir = str(tmp_path / "results")
-  options = registry.Options(checkpoint_dir=checkpoint_dir)
+  options = options_lib.Options(checkpoint_dir=checkpoint_dir)
   with _quiet(tmp_path) as out:
     first = runner.run_method("mbt2018", results_dir, images, None, options,
                               out=out)
@@ -139,12 +140,12 @@ def test_shards_cover_every_item_exactly_once():
   assert shards == [runner.shard(items, k, 3) for k in range(3)]  # deterministic
   assert runner.shard(items, 0, 1) == items
   for index, count in [(3, 3), (-1, 3), (0, 0)]:
-    with pytest.raises(registry.UserError):
+    with pytest.raises(options_lib.UserError):
       runner.shard(items, index, count)
 
 
 def test_summarize_merges_shards_like_an_unsharded_run(images, tmp_path):
-  options = registry.Options(jpeg_qualities=[30, 70])
+  options = options_lib.Options(jpeg_qualities=[30, 70])
   sharded, whole = str(tmp_path / "sharded"), str(tmp_path / "whole")
   done = 0
   with _quiet(tmp_path) as out:
@@ -168,7 +169,7 @@ def test_jpeg_writes_one_row_per_quality(images, tmp_path):
   results_dir = str(tmp_path / "results")
   with _quiet(tmp_path) as out:
     runner.run_method("jpeg", results_dir, images, "ignored*",
-                      registry.Options(jpeg_qualities=[90, 20, 50]), out=out)
+                      options_lib.Options(jpeg_qualities=[90, 20, 50]), out=out)
   lines = _csv_lines(os.path.join(results_dir, "jpeg.csv"))
   assert lines[0] == HEADER
   columns = rd_curves.read_rd_csv(os.path.join(results_dir, "jpeg.csv"))
@@ -185,7 +186,7 @@ def test_jpeg_writes_one_row_per_quality(images, tmp_path):
 def test_bits_back_bpp_is_net_and_file_bpp_is_kept(images, tmp_path,
                                                    checkpoint_dir, run_names):
   results_dir = str(tmp_path / "results")
-  options = registry.Options(checkpoint_dir=checkpoint_dir)
+  options = options_lib.Options(checkpoint_dir=checkpoint_dir)
   with _quiet(tmp_path) as out:
     runner.run_method("bb_plain", results_dir, images, None, options, out=out)
   path = runner.result_path(results_dir, "bb_plain", run_names["mbt2018_bb"],
@@ -206,33 +207,33 @@ def test_bits_back_bpp_is_net_and_file_bpp_is_kept(images, tmp_path,
 
 
 def test_runs_pattern_accepts_several_globs(checkpoint_dir, run_names):
-  options = registry.Options(checkpoint_dir=checkpoint_dir)
+  options = options_lib.Options(checkpoint_dir=checkpoint_dir)
   sga = registry.get_method("sga")
   both = f"zzz*,{run_names['mbt2018']},{run_names['bmshj2018']}"
   assert sorted(runner.find_runs(sga, both, options)) == sorted(
       [run_names["mbt2018"], run_names["bmshj2018"]])
   assert runner.find_runs(sga, run_names["mbt2018"] + ",", options) == [
       run_names["mbt2018"]]
-  with pytest.raises(registry.UserError, match="schedule_scale"):
-    registry.Options(schedule_scale=-1.).validate()
+  with pytest.raises(options_lib.UserError, match="schedule_scale"):
+    options_lib.Options(schedule_scale=-1.).validate()
 
 
 def test_user_errors(images, tmp_path, checkpoint_dir):
-  options = registry.Options(checkpoint_dir=checkpoint_dir)
-  with pytest.raises(registry.UserError, match="unknown method"):
+  options = options_lib.Options(checkpoint_dir=checkpoint_dir)
+  with pytest.raises(options_lib.UserError, match="unknown method"):
     runner.run_method("nope", str(tmp_path), images, None, options)
-  with pytest.raises(registry.UserError, match="matches no run"):
+  with pytest.raises(options_lib.UserError, match="matches no run"):
     runner.run_method("sga", str(tmp_path), images, "zzz*", options)
-  with pytest.raises(registry.UserError, match="no usable run"):
+  with pytest.raises(options_lib.UserError, match="no usable run"):
     runner.run_method("bb_plain", str(tmp_path), images, "bmshj2018-*", options)
-  with pytest.raises(registry.UserError, match="matches no file"):
+  with pytest.raises(options_lib.UserError, match="matches no file"):
     runner.run_method("jpeg", str(tmp_path), str(tmp_path / "*.xyz"), None,
                       options)
-  with pytest.raises(registry.UserError, match="smaller than --crop"):
+  with pytest.raises(options_lib.UserError, match="smaller than --crop"):
     runner.center_crop(np.zeros((10, 20, 3), np.uint8), (16, 16))
-  assert registry.parse_crop("16x24") == (16, 24)
-  with pytest.raises(registry.UserError):
-    registry.parse_crop("16by24")
+  assert options_lib.parse_crop("16x24") == (16, 24)
+  with pytest.raises(options_lib.UserError):
+    options_lib.parse_crop("16by24")
 
 
 def test_bd_rate_command(tmp_path):
@@ -282,7 +283,9 @@ def test_help_documents_every_flag():
   for flag in ["method", "runs", "images", "results_dir", "checkpoint_dir",
                "sga_its", "bbvi_its", "eval_every", "crop", "batch_images",
                "jpeg_qualities", "seed", "progress_every", "shard_index",
-               "num_shards", "csv", "out", "reference"]:
+               "num_shards", "csv", "out", "reference", "bac_lambdas",
+               "irec_kl_per_block", "irec_extra_samples", "irec_beams",
+               "irec_block_steps", "schedule_scale", "title", "max_bpp"]:
     assert f"--{flag}:" in done.stdout, flag
   for method in registry.METHODS:
     assert method in done.stdout

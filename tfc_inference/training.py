@@ -10,6 +10,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfc_inference.models import checkpoints
+from tfc_inference.util import progress
 
 
 def make_dataset(train_glob, patchsize, batchsize, seed=0):
@@ -51,11 +52,6 @@ def learning_rate_schedule(lr, last_step, decay_at=None):
   """`lr` until `decay_step(last_step, decay_at)`, then `lr / 10`."""
   return tf.keras.optimizers.schedules.PiecewiseConstantDecay(
       [decay_step(last_step, decay_at)], [lr, lr / 10.])
-
-
-def _format_seconds(seconds):
-  seconds = int(max(0, seconds))
-  return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def training_leg(start_step, last_step, lr, decay_at=None, **details):
@@ -165,7 +161,7 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
         eta = (last_step - current) / max(rate, 1e-9)
         print_fn(f"step {current}/{last_step}  loss {averages['loss']:.4f}  "
                  f"bpp {averages['bpp']:.4f}  mse {averages['mse']:.2f}  "
-                 f"{rate:.2f} steps/s  ETA {_format_seconds(eta)}")
+                 f"{rate:.2f} steps/s  ETA {progress.format_clock(eta)}")
         with writer.as_default(step=current):
           for key, value in averages.items():
             tf.summary.scalar(key, value)
@@ -186,7 +182,7 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
   if int(step) > 0:
     export()
   print_fn(f"trained steps {start_step}..{int(step)} in "
-           f"{_format_seconds(time.time() - start_time)}")
+           f"{progress.format_clock(time.time() - start_time)}")
   if averages:
     logging.info("final averages: %s", averages)
   return averages

@@ -3,8 +3,8 @@
 `rate_distortion` codes images with every method at every setting of its grid,
 writing and decoding a real file each time: Bayesian AC (one rate penalty lambda
 per point), uniform steps, k-means levels (`coding.bayesian_ac_image`) and JPEG
-(tf.io.encode_jpeg, chroma 4:2:0, at a quality setting). `channel_report` says,
-per latent channel, how many bits it takes and whether it has collapsed.
+at a quality setting (`jpeg.code_image`). `channel_report` says, per latent
+channel, how many bits it takes and whether it has collapsed.
 
 Units: bpp from real file sizes (header included), est_bpp from the symbols'
 information content under the tables, PSNR in dB, MS-SSIM linear, times in seconds,
@@ -14,22 +14,20 @@ bits per latent and KL per latent in bits.
 import csv
 import math
 import os
-import time
 
 import numpy as np
-import tensorflow as tf
 
 from tfc_inference.coding import bayesian_ac
 from tfc_inference.coding import bayesian_ac_image
 from tfc_inference.coding import bayesian_ac_tables
-from tfc_inference.evaluation import registry
+from tfc_inference.evaluation import jpeg
+from tfc_inference.evaluation import options
 from tfc_inference.models import checkpoints
-from tfc_inference.util import metrics
 
 ALL_METHODS = ("bayesian_ac", "uniform", "kmeans", "jpeg")
 
 
-DEFAULT_JPEG_QUALITIES = registry.DEFAULT_JPEG_QUALITIES
+DEFAULT_JPEG_QUALITIES = options.DEFAULT_JPEG_QUALITIES
 
 
 # A channel whose mean KL is below this many bits per latent is reported collapsed.
@@ -38,21 +36,8 @@ COLLAPSED_KL_BITS = 0.01
 
 def jpeg_point(image, quality, name=None):
   """JPEG (4:2:0) at `quality`: result dict like `ImageCodec.compress`."""
-  start = time.time()
-  data = tf.io.encode_jpeg(image, quality=int(quality), chroma_downsampling=True,
-                           format="rgb").numpy()
-  seconds = time.time() - start
-  start = time.time()
-  reconstruction = tf.io.decode_jpeg(data, channels=3).numpy()
-  decode_seconds = time.time() - start
-  height, width = image.shape[:2]
-  return dict(method="jpeg", image=name, setting_name="quality",
-              setting=float(quality), bpp=metrics.bits_per_pixel(len(data), height,
-                                                                  width),
-              num_bytes=len(data), psnr=metrics.psnr(image, reconstruction),
-              ms_ssim=metrics.ms_ssim(image, reconstruction),
-              mse=metrics.mse(image, reconstruction), seconds=seconds,
-              decode_seconds=decode_seconds, height=height, width=width)
+  return dict(jpeg.code_image(image, quality), method="jpeg", image=name,
+              setting_name="quality", setting=float(quality))
 
 
 _AGGREGATED = ("bpp", "psnr", "ms_ssim", "est_bpp", "mse", "kl_bpp", "seconds",

@@ -9,16 +9,16 @@ import sys
 
 import numpy as np
 
+from tfc_inference.evaluation import options as options_lib
 from tfc_inference.evaluation import plots
 from tfc_inference.evaluation import rd_curves
-from tfc_inference.evaluation import registry
 
 
 def read_curve(path, quality="psnr"):
   try:
     return rd_curves.read_curve(path, quality)
   except ValueError as error:
-    raise registry.UserError(str(error)) from None
+    raise options_lib.UserError(str(error)) from None
 
 
 def bd_rate_command(path_a, path_b, out=None):
@@ -38,7 +38,7 @@ def bd_rate_command(path_a, path_b, out=None):
       values.append(None)
       errors.append(str(error))
   if all(v is None for v in values):
-    raise registry.UserError(f"BD metrics of {path_b} vs {path_a}: {errors[0]}")
+    raise options_lib.UserError(f"BD metrics of {path_b} vs {path_a}: {errors[0]}")
   bd_rate, bd_psnr = values
   print(f"B = {path_b}\nA = {path_a}", file=out)
   print("BD-rate of B relative to A: "
@@ -77,7 +77,7 @@ def plot_command(csv_paths, out_dir, reference=None, out=None, title=None,
   """
   out = out or sys.stdout
   if not csv_paths:
-    raise registry.UserError("give at least one --csv")
+    raise options_lib.UserError("give at least one --csv")
   reference = reference or csv_paths[0]
   paths = list(csv_paths) + ([reference] if reference not in csv_paths else [])
   labels = {}
@@ -108,7 +108,7 @@ def plot_command(csv_paths, out_dir, reference=None, out=None, title=None,
     try:
       bd = rd_curves.bd_rate(*ref_curve, *curve)
     except ValueError as error:
-      registry.warn(f"{label}: no savings vs {ref_label}: {error}")
+      options_lib.warn(f"{label}: no savings vs {ref_label}: {error}")
       continue
     others[label] = curve
     print(f"BD-rate of {label} relative to {ref_label}: {bd:+.2f} %", file=out)

@@ -17,16 +17,16 @@ exists into the CSVs.
 import fnmatch
 import glob as glob_lib
 import json
-import math
 import os
 import sys
-import tempfile
-import time
 
 import numpy as np
 
+from tfc_inference.evaluation import options as options_lib
 from tfc_inference.evaluation import rd_curves
 from tfc_inference.evaluation import registry
+from tfc_inference.util import output_paths
+from tfc_inference.util import progress as progress_lib
 
 RESULT_SUFFIX = ".json"
 VARIANT_SEPARATOR = "@"
@@ -39,13 +39,13 @@ def find_runs(method, pattern, options):
     return method.list_runs(options, pattern)
   from tfc_inference.models import checkpoints  # pylint: disable=import-outside-toplevel
   pattern = pattern or method.default_runs
-  root = registry.checkpoint_root(options)
+  root = options_lib.checkpoint_root(options)
   available = checkpoints.list_runs(root)
   globs = [glob for glob in pattern.split(",") if glob]
   matched = [name for name in available
              if any(fnmatch.fnmatchcase(name, glob) for glob in globs)]
   if not matched:
-    raise registry.UserError(f"--runs {pattern!r} matches no run in {root}"
+    raise options_lib.UserError(f"--runs {pattern!r} matches no run in {root}"
                              + (f" (available: {', '.join(available)})" if available
                                 else ""))
   runs = []
@@ -54,11 +54,11 @@ def find_runs(method, pattern, options):
     if family not in method.families:
       continue
     if not os.path.exists(os.path.join(root, name, checkpoints.WEIGHTS_FILE)):
-      registry.warn(f"run {name} has no {checkpoints.WEIGHTS_FILE} yet; skipped")
+      options_lib.warn(f"run {name} has no {checkpoints.WEIGHTS_FILE} yet; skipped")
       continue
     runs.append(name)
   if not runs:
-    raise registry.UserError(f"--runs {pattern!r} matches no usable run of "
+    raise options_lib.UserError(f"--runs {pattern!r} matches no usable run of "
                              f"{'/'.join(method.families)} (method {method.name}) in "
                              f"{root}; matched: {', '.join(matched)}")
   return runs
@@ -69,8 +69,8 @@ def load_run(method, name, options):
     return method.load_run(name, options)
   from tfc_inference.models import checkpoints  # pylint: disable=import-outside-toplevel
   model, config, run_name = checkpoints.load_run(
-      name, registry.checkpoint_root(options))
-  return registry.Run(name=run_name, lmbda=float(config["lmbda"]),
+      name, options_lib.checkpoint_root(options))
+  return options_lib.Run(name=run_name, lmbda=float(config["lmbda"]),
                       variant=f"{config['model']}-num_filters={config['num_filters']}",
                       family=config["model"], model=model, config=config)
 
@@ -82,12 +82,12 @@ def find_images(spec):
   else:
     paths = sorted(p for p in glob_lib.glob(spec) if os.path.isfile(p))
   if not paths:
-    raise registry.UserError(f"--images {spec!r} matches no file")
+    raise options_lib.UserError(f"--images {spec!r} matches no file")
   images = {}
   for path in paths:
     name = os.path.splitext(os.path.basename(path))[0]
     if name in images:
-      raise registry.UserError(f"two images are named {name!r}: {images[name]} and "
+      raise options_lib.UserError(f"two images are named {name!r}: {images[name]} and "
                                f"{path}; results are stored by name")
     images[name] = path
   return sorted(images.items())
@@ -98,7 +98,7 @@ def center_crop(image, crop, name="image"):
     return image
   height, width = crop
   if image.shape[0] < height or image.shape[1] < width:
-    raise registry.UserError(f"{name}: {image.shape[0]}x{image.shape[1]} image is "
+    raise options_lib.UserError(f"{name}: {image.shape[0]}x{image.shape[1]} image is "
                              f"smaller than --crop {height}x{width}")
   top = (image.shape[0] - height) // 2
   left = (image.shape[1] - width) // 2
@@ -107,7 +107,7 @@ def center_crop(image, crop, name="image"):
 
 def read_image(path, crop=None):
   from tfc_inference.util import image_io  # pylint: disable=import-outside-toplevel
-  image = image_io.read_image(path, warn=registry.warn)
+  image = image_io.read_image(path, warn=options_lib.warn)
   return center_crop(image, crop, os.path.basename(path))
 
 
@@ -119,9 +119,9 @@ def work_list(runs, image_names):
 def shard(items, shard_index=0, num_shards=1):
   """Items k with k mod num_shards == shard_index (shards partition `items`)."""
   if num_shards < 1:
-    raise registry.UserError(f"--num_shards must be >= 1, got {num_shards}")
+    raise options_lib.UserError(f"--num_shards must be >= 1, got {num_shards}")
   if not 0 <= shard_index < num_shards:
-    raise registry.UserError(f"--shard_index must be in 0..{num_shards - 1}, got "
+    raise options_lib.UserError(f"--shard_index must be in 0..{num_shards - 1}, got "
                              f"{shard_index}")
   return list(items[shard_index::num_shards])
 
@@ -147,63 +147,13 @@ def _plain(value):
   return value
 
 
-def _replace_atomically(path, write_to):
-  """Calls write_to(temporary path) beside `path`, then renames it to `path`.
-
-  Readers (and concurrent shards) never see a half-written file.
-  """
-  directory = os.path.dirname(path) or "."
-  os.makedirs(directory, exist_ok=True)
-  handle, tmp_path = tempfile.mkstemp(dir=directory, suffix=".tmp")
-  os.close(handle)
-  try:
-    write_to(tmp_path)
-    os.chmod(tmp_path, 0o644)
-    os.replace(tmp_path, path)
-  except BaseException:
-    if os.path.exists(tmp_path):
-      os.remove(tmp_path)
-    raise
-
-
 def write_json(path, obj):
   def write_to(tmp_path):
     with open(tmp_path, "w") as f:
       json.dump(_plain(obj), f, indent=1, sort_keys=True)
       f.write("\n")
-  _replace_atomically(path, write_to)
-
-
-def _format_seconds(seconds):
-  if seconds is None or not math.isfinite(seconds):
-    return "--:--:--"
-  seconds = int(round(seconds))
-  return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-class Progress:
-  """A text progress bar, one line per update, with an ETA from this session."""
-
-  def __init__(self, total, done=0, out=None, width=24):
-    self.total, self.done, self.width = total, done, width
-    self.out = out or sys.stdout
-    self.new = 0
-    self.start = time.time()
-
-  def line(self, note=""):
-    fraction = self.done / self.total if self.total else 1.
-    filled = int(round(self.width * fraction))
-    elapsed = time.time() - self.start
-    eta = (elapsed / self.new * (self.total - self.done)) if self.new else None
-    return (f"[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/"
-            f"{self.total} {100 * fraction:3.0f}%  elapsed "
-            f"{_format_seconds(elapsed)}  ETA {_format_seconds(eta)}"
-            + (f"  {note}" if note else ""))
-
-  def update(self, count=1, note=""):
-    self.done += count
-    self.new += count
-    print(self.line(note), file=self.out, flush=True)
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  output_paths.replace_atomically(path, write_to)
 
 
 def _batches(names, images, batch_size):
@@ -224,7 +174,7 @@ def run_method(method_name, results_dir, images_spec, runs_pattern=None,
   skipped (already done), done (newly computed), csv (summarize's output).
   """
   out = out or sys.stdout
-  options = options or registry.Options()
+  options = options or options_lib.Options()
   options.validate()
   method = registry.get_method(method_name)
   os.makedirs(results_dir, exist_ok=True)
@@ -242,7 +192,7 @@ def run_method(method_name, results_dir, images_spec, runs_pattern=None,
            if num_shards > 1 else "")
         + f"; {len(mine) - len(todo)} already done, {len(todo)} to do",
         file=out, flush=True)
-  progress = Progress(len(mine), len(mine) - len(todo), out)
+  progress = progress_lib.Bar(len(mine), len(mine) - len(todo), out)
   settings = {key: _plain(getattr(options, key)) for key in method.settings}
   crop = None if options.crop is None else "x".join(map(str, options.crop))
   loaded_images = {}
@@ -288,10 +238,10 @@ def load_results(results_dir, methods=None):
       with open(path) as f:
         record = json.load(f)
     except (OSError, ValueError) as error:
-      registry.warn(f"{path}: unreadable ({error}); ignored")
+      options_lib.warn(f"{path}: unreadable ({error}); ignored")
       continue
     if not isinstance(record, dict) or record.get("lmbda") is None:
-      registry.warn(f"{path}: not a per-image result; ignored")
+      options_lib.warn(f"{path}: not a per-image result; ignored")
       continue
     records.setdefault(method, []).append(record)
   return records
@@ -302,7 +252,7 @@ def _check_group(label, records):
   settings = {f"settings {json.dumps(r.get('settings'), sort_keys=True)}, "
               f"crop {r.get('crop')}" for r in records}
   if len(settings) > 1:
-    registry.warn(f"{label}: results were made with different settings or crops "
+    options_lib.warn(f"{label}: results were made with different settings or crops "
                   f"({'; '.join(sorted(settings))})")
   counts, runs = {}, {}
   for record in records:
@@ -311,10 +261,10 @@ def _check_group(label, records):
     runs.setdefault(lmbda, set()).add(record.get("run"))
   for lmbda, names in sorted(runs.items()):
     if len(names) > 1:
-      registry.warn(f"{label}: lambda {lmbda:g} row averages several runs "
+      options_lib.warn(f"{label}: lambda {lmbda:g} row averages several runs "
                     f"({', '.join(sorted(map(str, names)))})")
   if len(set(counts.values())) > 1:
-    registry.warn(f"{label}: images per lambda differ ("
+    options_lib.warn(f"{label}: images per lambda differ ("
                   + ", ".join(f"{k:g}: {v}" for k, v in sorted(counts.items()))
                   + "); an evaluation is incomplete and its means cover other "
                   "images")
@@ -322,7 +272,8 @@ def _check_group(label, records):
 
 def write_csv(path, rows):
   """`rd_curves.write_rd_csv`, replacing `path` atomically."""
-  _replace_atomically(path, lambda tmp: rd_curves.write_rd_csv(tmp, rows))
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  output_paths.replace_atomically(path, lambda tmp: rd_curves.write_rd_csv(tmp, rows))
 
 
 def _format_value(value):
@@ -339,10 +290,10 @@ def summarize(results_dir, methods=None, out=None, required=True):
   """
   out = out or sys.stdout
   if not os.path.isdir(results_dir):
-    raise registry.UserError(f"--results_dir {results_dir!r} is not a directory")
+    raise options_lib.UserError(f"--results_dir {results_dir!r} is not a directory")
   records = load_results(results_dir, methods)
   if not records and required:
-    raise registry.UserError(f"no per-image results (<method>/<run>/<image>.json) in "
+    raise options_lib.UserError(f"no per-image results (<method>/<run>/<image>.json) in "
                              f"{results_dir}")
   written = {}
   for method in sorted(records):

@@ -92,17 +92,31 @@ def decoded_path(input_path, output, input_suffix, suffix=".png"):
   return output
 
 
+def replace_atomically(path, write_to):
+  """Calls `write_to(temporary path)` beside `path`, then renames it to `path`.
+
+  Readers (and concurrent writers) never see a half-written file; on failure the
+  temporary file is removed and `path` is left as it was.
+  """
+  directory = os.path.dirname(path) or "."
+  handle, tmp_path = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
+  os.close(handle)
+  try:
+    write_to(tmp_path)
+    os.chmod(tmp_path, 0o644)  # temporary files are private; outputs are not
+    os.replace(tmp_path, path)
+  except BaseException:
+    if os.path.exists(tmp_path):
+      os.remove(tmp_path)
+    raise
+
+
 def write_atomic(path, data, overwrite=True):
   """Writes bytes to `path` through a temporary file renamed into place."""
   check_file(path, overwrite)
-  directory = os.path.dirname(path) or "."
-  with tempfile.NamedTemporaryFile("wb", dir=directory, delete=False,
-                                   prefix=".tmp-", suffix=".part") as f:
-    try:
+
+  def write_to(tmp_path):
+    with open(tmp_path, "wb") as f:
       f.write(data)
-    except BaseException:
-      f.close()
-      os.unlink(f.name)
-      raise
-  os.chmod(f.name, 0o644)  # tempfiles are private; outputs are not
-  os.replace(f.name, path)
+
+  replace_atomically(path, write_to)
