@@ -134,8 +134,8 @@ def train():
   """`train`: trains (or resumes) a run, then fits its coding tables."""
   name = FLAGS.run_name or vae.run_name(FLAGS.num_filters, FLAGS.sigma2)
   _fit_kwargs()  # bad fit flags fail now, not after hours of training
-  model = vae.BLS2017VAE(num_filters=FLAGS.num_filters, sigma2=FLAGS.sigma2)
-  path, config = commands.train_run(name, model, dict(
+  path, config, model = commands.train_run(name, lambda: vae.BLS2017VAE(
+      num_filters=FLAGS.num_filters, sigma2=FLAGS.sigma2), dict(
       model=vae.PREFIX, model_class=vae.BLS2017VAE.__name__,
       num_filters=FLAGS.num_filters, sigma2=FLAGS.sigma2,
       loss="NELBO: KL(q(y|x) || N(0, 1)) + ||x - g(y)||^2 / (2 sigma2), "

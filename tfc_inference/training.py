@@ -1,7 +1,13 @@
-"""Training of the hyperprior models: data pipeline and a resumable training loop."""
+"""Training of the models: data pipeline and a resumable training loop.
+
+`train` runs on one device, or synchronously on several devices or hosts under a
+`tf.distribute` strategy (`distribution.make_strategy`); the model must then be
+built under the strategy's scope.
+"""
 
 import glob as glob_lib
 import os
+import shutil
 import signal
 import time
 
@@ -9,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tfc_inference import distribution
 from tfc_inference.models import checkpoints
 from tfc_inference.util import progress
 
@@ -78,9 +85,32 @@ def record_leg(config, leg):
   config["lr_schedule"] = schedule
 
 
+def replica_terms_and_gradients(model, x, num_replicas, training=True):
+  """One replica's loss terms on its share `x` of the global batch, and the
+  gradients of its loss / `num_replicas` (the replicas' sum of them is the
+  gradient of the mean loss over the global batch)."""
+  variables = model.trainable_variables
+  with tf.GradientTape() as tape:
+    terms = model.relaxed_rd(x, training=training)
+    loss = terms["loss"] / num_replicas if num_replicas > 1 else terms["loss"]
+  return terms, tape.gradient(loss, variables)
+
+
+def global_terms_and_gradients(strategy, model, x, training=True):
+  """(terms averaged over replicas, gradients summed over replicas) of a batch
+  `x` distributed by `strategy` (a plain batch for the default strategy)."""
+  replicas = strategy.num_replicas_in_sync
+  terms, gradients = strategy.run(replica_terms_and_gradients,
+                                  args=(model, x, replicas, training))
+  mean = tf.distribute.ReduceOp.MEAN
+  total = tf.distribute.ReduceOp.SUM
+  return ({k: strategy.reduce(mean, v, axis=None) for k, v in terms.items()},
+          [strategy.reduce(total, g, axis=None) for g in gradients])
+
+
 def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
           initial_step=0, decay_at=None, leg_details=None, log_every=100,
-          save_every=500, export_every=5000, print_fn=print):
+          save_every=500, export_every=5000, print_fn=print, strategy=None):
   """Trains `model` until `last_step`, resuming from `run_path/train` if present.
 
   Without a checkpoint in `run_path/train`, weights come from `init_arrays` (if
@@ -92,17 +122,32 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
   `decay_at` (default 80% of `last_step`). config["lr_schedule"] gets this leg
   (`leg_details`, e.g. patch and batch size, are recorded with it). SIGTERM/SIGINT
   save a checkpoint before exiting. Returns the dict of the last logged averages.
+
+  strategy: a `tf.distribute.Strategy` whose scope built `model` (default: one
+    device). `dataset` yields global batches; they are split over the replicas.
+    Only the chief writes; the other workers of a multi-worker run save their
+    (required) checkpoint copies to `run_path/.worker-<i>` and follow the chief's
+    checkpoint when resuming.
   """
+  strategy = strategy or tf.distribute.get_strategy()
+  chief = distribution.is_chief(strategy)
+  if model.trainable_variables and not strategy.extended.variable_created_in_scope(
+      model.trainable_variables[0]):
+    raise ValueError("build the model under strategy.scope() to train with it")
   os.makedirs(run_path, exist_ok=True)
-  optimizer = tf.keras.optimizers.Adam(
-      learning_rate_schedule(lr, last_step, decay_at))
-  step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-  state = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
-  manager = tf.train.CheckpointManager(
-      state, os.path.join(run_path, "train"), max_to_keep=2)
-  if manager.latest_checkpoint:
-    state.restore(manager.latest_checkpoint).expect_partial()
-    print_fn(f"resumed from {manager.latest_checkpoint} at step {int(step)}")
+  train_dir = os.path.join(run_path, "train")
+  if not chief:
+    train_dir = os.path.join(run_path, f".worker-{distribution.task(strategy)[1]}")
+  with strategy.scope():
+    optimizer = tf.keras.optimizers.Adam(
+        learning_rate_schedule(lr, last_step, decay_at))
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    state = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+  manager = tf.train.CheckpointManager(state, train_dir, max_to_keep=2)
+  latest = tf.train.latest_checkpoint(os.path.join(run_path, "train"))
+  if latest:
+    state.restore(latest).expect_partial()
+    print_fn(f"resumed from {latest} at step {int(step.numpy())}")
   else:
     if init_arrays is not None:
       assigned = model.set_weight_arrays(init_arrays, partial=True)
@@ -114,20 +159,29 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
     if initial_step >= last_step:
       raise ValueError(f"the run is at step {initial_step} already; set "
                        f"--last_step above it to train more")
-  if int(step) < last_step:
-    record_leg(config, training_leg(int(step), last_step, lr, decay_at,
+  if int(step.numpy()) < last_step:
+    record_leg(config, training_leg(int(step.numpy()), last_step, lr, decay_at,
                                     **(leg_details or {})))
+
+  replicas = strategy.num_replicas_in_sync
+
+  def replica_step(x):
+    terms, gradients = replica_terms_and_gradients(model, x, replicas)
+    # Under a distribution strategy, Keras' optimizer sums the gradients over
+    # the replicas before applying them.
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    return terms
 
   @tf.function
   def train_step(x):
-    with tf.GradientTape() as tape:
-      terms = model.relaxed_rd(x, training=True)
-    variables = model.trainable_variables
-    gradients = tape.gradient(terms["loss"], variables)
-    optimizer.apply_gradients(zip(gradients, variables))
-    return terms
+    terms = strategy.run(replica_step, args=(x,))
+    return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+            for k, v in terms.items()}
 
-  writer = tf.summary.create_file_writer(os.path.join(run_path, "logs"))
+  if not distribution.is_default(strategy):
+    dataset = strategy.experimental_distribute_dataset(dataset)
+  writer = (tf.summary.create_file_writer(os.path.join(run_path, "logs")) if chief
+            else tf.summary.create_noop_writer())
   stop = {"flag": False}
 
   def request_stop(signum, frame):  # pylint: disable=unused-argument
@@ -137,23 +191,25 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
               for s in (signal.SIGTERM, signal.SIGINT)}
 
   def export():
+    if not chief:
+      return
     checkpoints.save_weights(model, run_path)
-    config.update(steps=int(step))
+    config.update(steps=int(step.numpy()))
     checkpoints.write_config(run_path, config)
 
   sums, count, averages = {}, 0, {}
-  start_step, start_time = int(step), time.time()
+  start_step, start_time = int(step.numpy()), time.time()
   interval_time = start_time
   try:
     for x in dataset:
-      if int(step) >= last_step or stop["flag"]:
+      if int(step.numpy()) >= last_step or stop["flag"]:
         break
       terms = train_step(x)
       step.assign_add(1)
       count += 1
       for key, value in terms.items():
         sums[key] = sums.get(key, 0.) + float(value)
-      current = int(step)
+      current = int(step.numpy())
       if current % log_every == 0 or current == last_step:
         averages = {k: v / count for k, v in sums.items()}
         now = time.time()
@@ -174,14 +230,16 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
   finally:
     for s, handler in previous.items():
       signal.signal(s, handler)
-    if int(step) > start_step:
-      manager.save(checkpoint_number=int(step))
+    if int(step.numpy()) > start_step:
+      manager.save(checkpoint_number=int(step.numpy()))
     writer.flush()
+  if not chief:  # a worker's checkpoint copies were needed only to save
+    shutil.rmtree(train_dir, ignore_errors=True)
   if stop["flag"]:
-    print_fn(f"stopped at step {int(step)}; run again to resume")
-  if int(step) > 0:
+    print_fn(f"stopped at step {int(step.numpy())}; run again to resume")
+  if int(step.numpy()) > 0:
     export()
-  print_fn(f"trained steps {start_step}..{int(step)} in "
+  print_fn(f"trained steps {start_step}..{int(step.numpy())} in "
            f"{progress.format_clock(time.time() - start_time)}")
   if averages:
     logging.info("final averages: %s", averages)

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from absl import flags
 
+from tfc_inference import distribution
 from tfc_inference import training
 from tfc_inference.cli import common
 from tfc_inference.coding import codec
@@ -27,13 +28,17 @@ FLAGS = flags.FLAGS
 FILE_SUFFIX = ".tfci"
 
 
-def train_run(name, model, fields):
-  """Trains (or resumes) run `name` of `model` with the training flags.
+def train_run(name, make_model, fields):
+  """Trains (or resumes) run `name` of the model `make_model()` builds, with the
+  training flags (`--strategy` decides where; the model is built in its scope).
 
   `fields` are the model-specific entries of config.json (model family, sizes,
-  loss). Returns (run directory, config).
+  loss). Returns (run directory, config, model).
   """
   checkpoints.check_run_name(name)
+  # Before any TF op: the mirrored strategy may have to split the CPU first.
+  strategy = distribution.make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)
+  distribution.check_global_batch(strategy, FLAGS.batchsize)
   training.seed_everything(FLAGS.seed)
   path = os.path.join(common.checkpoint_dir(), name)
   dataset, num_files = training.make_dataset(
@@ -68,15 +73,21 @@ def train_run(name, model, fields):
       config["init_from"] = os.path.basename(os.path.normpath(init_path))
     else:
       config.setdefault("init_from", os.path.basename(os.path.normpath(init_path)))
-  model.build_all()
-  print(f"training {name} in {path}", flush=True)
+  with strategy.scope():
+    model = make_model()
+    model.build_all()
+  replicas = strategy.num_replicas_in_sync
+  print(f"training {name} in {path}"
+        + (f" on {replicas} replicas ({FLAGS.strategy})" if replicas > 1 else ""),
+        flush=True)
   training.train(model, path, dataset, FLAGS.last_step, FLAGS.lr, config=config,
                  init_arrays=init_arrays, initial_step=initial_step,
                  decay_at=FLAGS.decay_at,
                  leg_details=dict(patchsize=FLAGS.patchsize,
                                   batchsize=FLAGS.batchsize),
-                 log_every=FLAGS.log_every, save_every=FLAGS.save_every)
-  return path, config
+                 log_every=FLAGS.log_every, save_every=FLAGS.save_every,
+                 strategy=strategy)
+  return path, config, model
 
 
 def train(prefix):
@@ -84,7 +95,7 @@ def train(prefix):
   lmbda = FLAGS["lambda"].value
   cls = hyperprior.MODEL_CLASSES[prefix]
   train_run(FLAGS.run_name or hyperprior.run_name(prefix, FLAGS.num_filters, lmbda),
-            cls(lmbda=lmbda, num_filters=FLAGS.num_filters),
+            lambda: cls(lmbda=lmbda, num_filters=FLAGS.num_filters),
             dict(model=prefix, model_class=cls.__name__,
                  num_filters=FLAGS.num_filters, lmbda=lmbda))
 

@@ -11,6 +11,7 @@ import sys
 from absl import flags
 from absl import logging
 
+from tfc_inference import distribution
 from tfc_inference.coding import file_format
 from tfc_inference.models import checkpoints
 from tfc_inference.models import weights
@@ -21,7 +22,8 @@ FLAGS = flags.FLAGS
 
 USER_ERRORS = (image_io.ImageError, file_format.FormatError,
                checkpoints.CheckpointError, weights.WeightMismatchError,
-               output_paths.OutputError, FileExistsError)
+               output_paths.OutputError, distribution.StrategyError,
+               FileExistsError)
 
 
 def define_coding_flags():
@@ -53,7 +55,9 @@ def define_train_flags(default_prefix, with_lambda=True, run_name_help=None):
                        "Channels of every layer and of the latents (paper: 192).")
   flags.DEFINE_string("train_glob", "../shared/data/train/*",
                       "Glob of training images (PNG/JPEG).")
-  flags.DEFINE_integer("batchsize", 8, "Training batch size.")
+  flags.DEFINE_integer("batchsize", 8,
+                       "Training batch size: the global batch, split evenly over "
+                       "the replicas of --strategy.")
   flags.DEFINE_integer("patchsize", 256, "Size of random square training crops.")
   flags.DEFINE_integer("last_step", 100000,
                        "Train until this step (resuming counts earlier steps).")
@@ -74,6 +78,15 @@ def define_train_flags(default_prefix, with_lambda=True, run_name_help=None):
   flags.DEFINE_integer("log_every", 100, "Print/log training progress every N steps.")
   flags.DEFINE_integer("save_every", 500,
                        "Write a resumable checkpoint every N steps.")
+  flags.DEFINE_enum(
+      "strategy", "default", ["default", "mirrored", "multi_worker"],
+      "tf.distribute strategy: default (one device), mirrored (all local GPUs, "
+      "or --cpu_replicas logical CPUs), multi_worker (the hosts of TF_CONFIG, "
+      "each running this command; see the README).")
+  flags.DEFINE_integer(
+      "cpu_replicas", 0,
+      "With --strategy mirrored on a host without GPUs: split the CPU into this "
+      "many logical devices (0: one).")
 
 
 def say(message):
