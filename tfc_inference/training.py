@@ -199,7 +199,9 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
 
   sums, count, averages = {}, 0, {}
   start_step, start_time = int(step.numpy()), time.time()
-  interval_time = start_time
+  # The pace (steps/s, ETA) is measured from the end of the first step, which
+  # includes tracing the step function.
+  paced_steps, pace_time = 0, None
   try:
     for x in dataset:
       if int(step.numpy()) >= last_step or stop["flag"]:
@@ -207,14 +209,18 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
       terms = train_step(x)
       step.assign_add(1)
       count += 1
+      if pace_time is None:
+        pace_time = time.time()
+      else:
+        paced_steps += 1
       for key, value in terms.items():
         sums[key] = sums.get(key, 0.) + float(value)
       current = int(step.numpy())
       if current % log_every == 0 or current == last_step:
         averages = {k: v / count for k, v in sums.items()}
         now = time.time()
-        rate = count / max(now - interval_time, 1e-9)
-        eta = (last_step - current) / max(rate, 1e-9)
+        rate = paced_steps / max(now - pace_time, 1e-9)
+        eta = (last_step - current) / rate if paced_steps else float("nan")
         print_fn(f"step {current}/{last_step}  loss {averages['loss']:.4f}  "
                  f"bpp {averages['bpp']:.4f}  mse {averages['mse']:.2f}  "
                  f"{rate:.2f} steps/s  ETA {progress.format_clock(eta)}")
@@ -222,7 +228,7 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
           for key, value in averages.items():
             tf.summary.scalar(key, value)
           tf.summary.scalar("steps_per_second", rate)
-        sums, count, interval_time = {}, 0, now
+        sums, count, paced_steps, pace_time = {}, 0, 0, now
       if current % save_every == 0:
         manager.save(checkpoint_number=current)
       if current % export_every == 0 and current < last_step:
