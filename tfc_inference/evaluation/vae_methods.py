@@ -40,14 +40,20 @@ def bayesian_ac_runs(options, pattern):
 _BAC_CODECS = {}
 
 
-def load_bayesian_ac_run(name, options):
+def _codec(run, options):
+  """The run's loaded `ImageCodec`, shared by every lambda of the Bayesian AC
+  sweep and by irec (the model is loaded once per process)."""
   from tfc_inference.coding import bayesian_ac_image  # pylint: disable=import-outside-toplevel
-  run, lmbda = name.rsplit(options_lib.BAC_LAMBDA_TAG, 1)
   key = (run, options.checkpoint_dir)
-  if key not in _BAC_CODECS:  # one model serves every lambda of the sweep
+  if key not in _BAC_CODECS:
     _BAC_CODECS[key] = bayesian_ac_image.ImageCodec.load(run, options.checkpoint_dir)
+  return _BAC_CODECS[key]
+
+
+def load_bayesian_ac_run(name, options):
+  run, lmbda = name.rsplit(options_lib.BAC_LAMBDA_TAG, 1)
   return options_lib.Run(name=name, lmbda=float(lmbda), variant=run,
-                         family="bls2017_vae", model=_BAC_CODECS[key])
+                         family="bls2017_vae", model=_codec(run, options))
 
 
 def encode_bayesian_ac(run, batch, options):  # pylint: disable=unused-argument
@@ -66,7 +72,7 @@ def irec_runs(options, pattern):
 
 def load_irec_run(name, options):
   from tfc_inference.coding import irec_image  # pylint: disable=import-outside-toplevel
-  codec = irec_image.IRECImageCodec.load(name, options.checkpoint_dir)
+  codec = irec_image.IRECImageCodec(_codec(name, options))
   sigma2 = float(codec.codec.model.sigma2)
   return options_lib.Run(name=name, lmbda=sigma2, variant="bls2017_vae",
                          family="bls2017_vae", model=codec)
