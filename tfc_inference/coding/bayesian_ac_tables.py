@@ -35,6 +35,7 @@ from tfc_inference.coding import bayesian_ac
 from tfc_inference.coding import file_format
 from tfc_inference.coding import scalar_quantizers
 from tfc_inference.models import checkpoints
+from tfc_inference.models import factorized
 
 QUANTIZERS = {"bayesian_ac": 0, "uniform": 1, "kmeans": 2}
 QUANTIZER_NAMES = {v: k for k, v in QUANTIZERS.items()}
@@ -130,7 +131,7 @@ def fit_deep_factorized(means, steps=1000, batchsize=4096, lr=1e-2, seed=0,
   """
   means = np.asarray(means, np.float32)
   num_samples, channels = means.shape
-  prior = tfc.DeepFactorized(batch_shape=[channels])
+  prior = factorized.DeepFactorized(batch_shape=[channels])
   schedule = tf.keras.optimizers.schedules.PiecewiseConstantDecay(
       [max(1, int(.8 * steps))], [lr, lr / 10.])
   optimizer = tf.keras.optimizers.Adam(schedule)
@@ -173,6 +174,7 @@ def deep_factorized_arrays(prior):
 
 def deep_factorized_from_arrays(arrays, channels, dtype=tf.float64):
   """Rebuilds a DeepFactorized from `deep_factorized_arrays` (any float dtype)."""
+  # float64 products never reach oneDNN, so tfc's own class is safe here.
   prior = tfc.DeepFactorized(batch_shape=[channels], dtype=dtype)
   for v in prior.variables:
     v.assign(tf.cast(arrays[f"prior/{_short_name(v)}"], dtype))
