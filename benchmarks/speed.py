@@ -23,7 +23,6 @@ other load: the JSON records the CPU count and the 1-minute load average.
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,8 @@ sys.path.insert(0, ROOT)
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
+
+from tfc_inference.util import child_process  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("run", "mbt2018-num_filters=64-lmbda=0.01",
                     "Mean-scale run (bb_sga uses the mbt2018_bb run of the same "
@@ -59,23 +60,9 @@ flags.DEFINE_string("image_npy", None, "Internal: the image as .npy.")
 FLAGS = flags.FLAGS
 
 
-def _peak_mib(rusage):
-  return rusage.ru_maxrss / 1024.  # Linux reports KiB
-
-
 def run_process(args):
   """Runs `args`; returns (wall seconds, peak RSS MiB, stdout). Raises on failure."""
-  start = time.time()
-  with tempfile.TemporaryFile("w+") as out:
-    process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                               cwd=ROOT, env=dict(os.environ))
-    _, status, rusage = os.wait4(process.pid, 0)
-    seconds = time.time() - start
-    out.seek(0)
-    text = out.read()
-  if os.waitstatus_to_exitcode(status) != 0:
-    raise RuntimeError(f"{' '.join(args)} failed:\n{text[-3000:]}")
-  return seconds, _peak_mib(rusage), text
+  return child_process.run_measured(args, cwd=ROOT)
 
 
 def measure_child(kind, image_npy):

@@ -167,10 +167,14 @@ def _setting():
 def compress(run, input_spec, output=None):
   """`compress RUNNAME INPUT [OUTPUT]`."""
   quantizer, setting = _setting()
+  tile_pixels = common.tile_pixels()
   inputs = image_io.expand_inputs(input_spec, warn=common.warn)
+  for _, image in inputs:  # e.g. too many tiles for an image: fail up front
+    common.tile_for(image)
   outputs = common.plan_outputs(inputs, output, FILE_SUFFIX)
   common.prepare_outputs()
   codec = bi.ImageCodec.load(run, common.checkpoint_dir())
+  codec.tile_pixels = tile_pixels
   codec.table_index(quantizer, setting)  # a bad setting fails before any work
   for (name, image), path in zip(inputs, outputs):
     data, result, _ = codec.compress(image, quantizer, setting, name=name)

@@ -119,6 +119,11 @@ flags.DEFINE_integer(
     "progress_every", 0,
     "run: also print iterative-inference progress every N iterations (0: only "
     "the per-item progress bar).")
+flags.DEFINE_string(
+    "tile", "auto",
+    "run: run the transforms on tiles of this many image pixels per side (a "
+    "multiple of 16) so memory stays bounded on large photos; 0 never tiles; "
+    "auto tiles only images above 2.1 megapixels. Files record it.")
 flags.DEFINE_integer("shard_index", 0,
                      "run: which shard this process computes, 0..num_shards-1.")
 flags.DEFINE_integer(
@@ -169,7 +174,8 @@ def _options():
       progress_every=FLAGS.progress_every, schedule_scale=FLAGS.schedule_scale,
       irec_kl_per_block=FLAGS.irec_kl_per_block,
       irec_extra_samples=FLAGS.irec_extra_samples, irec_beams=FLAGS.irec_beams,
-      irec_block_steps=FLAGS.irec_block_steps)
+      irec_block_steps=FLAGS.irec_block_steps,
+      tile_pixels=options_lib.parse_tile(FLAGS.tile))
 
 
 def run_command():

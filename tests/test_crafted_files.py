@@ -117,6 +117,9 @@ def mutations(data, rng):
                  (16, 16, *original.y_shape, *original.z_shape)):
     yield f"shapes {shapes}", raw(shapes=shapes), True
   yield "a 1x1 image", raw(shapes=(1, 1, 4, 4, 1, 1)), False
+  # Tiles: below the minimum; larger than the image (one tile: the true decode).
+  yield "tile 1", rebuilt(tile=1), True
+  yield "tile 65535", rebuilt(tile=65535), False
   for _ in range(4):  # smaller images with the same latent shapes: a valid crop
     yield "cropped image", rebuilt(image_shape=(
         int(rng.integers(max(1, height - 63), height + 1)),

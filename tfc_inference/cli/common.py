@@ -14,6 +14,7 @@ from absl import logging
 from tfc_inference import distribution
 from tfc_inference.coding import file_format
 from tfc_inference.models import checkpoints
+from tfc_inference.models import tiling
 from tfc_inference.models import weights
 from tfc_inference.util import image_io
 from tfc_inference.util import output_paths
@@ -23,7 +24,7 @@ FLAGS = flags.FLAGS
 USER_ERRORS = (image_io.ImageError, file_format.FormatError,
                checkpoints.CheckpointError, weights.WeightMismatchError,
                output_paths.OutputError, distribution.StrategyError,
-               FileExistsError)
+               tiling.TilingError, FileExistsError)
 
 
 def define_coding_flags():
@@ -41,8 +42,35 @@ def define_coding_flags():
       "max_pixels", file_format.DEFAULT_MAX_PIXELS,
       "decompress: refuse files whose header announces more pixels than this "
       "(guards memory against damaged or hostile files).")
+  flags.DEFINE_string(
+      "tile", "auto",
+      "compress: run the transforms on tiles of this many image pixels per side "
+      f"(a multiple of {tiling.STRIDE}), so memory stays bounded on large photos; "
+      "0 never tiles; auto tiles at "
+      f"{tiling.DEFAULT_TILE * tiling.STRIDE} above "
+      f"{tiling.AUTO_TILE_PIXELS / 1e6:.1f} megapixels. The file records the tile "
+      "size and decompress repeats it.")
   flags.DEFINE_integer("seed", 0, "Random seed (training data order, sampling).")
   flags.DEFINE_bool("verbose", True, "Print progress and per-image results.")
+
+
+def tile_pixels():
+  """--tile as `tiling.choose_tile` takes it: None (auto) or an int; checks it."""
+  text = FLAGS.tile.strip().lower()
+  if text == "auto":
+    return None
+  try:
+    value = int(text)
+  except ValueError:
+    raise tiling.TilingError(f"--tile must be auto, 0 or a number of pixels, not "
+                             f"{FLAGS.tile!r}") from None
+  tiling.choose_tile((value * 4 or 1, value * 4 or 1), value)  # checks the value
+  return value
+
+
+def tile_for(image):
+  """The tile size (latent pixels) for one image under --tile."""
+  return tiling.choose_tile(image.shape, tile_pixels())
 
 
 def define_train_flags(default_prefix, with_lambda=True, run_name_help=None):

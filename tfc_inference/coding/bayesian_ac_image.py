@@ -37,6 +37,7 @@ from tfc_inference.coding import bayesian_ac_tables
 from tfc_inference.coding import file_format
 from tfc_inference.coding import scalar_quantizers
 from tfc_inference.models import checkpoints
+from tfc_inference.models import tiling
 from tfc_inference.models import vae
 from tfc_inference.util import image_io
 from tfc_inference.util import metrics
@@ -106,6 +107,9 @@ class ImageCodec:
 
   def __init__(self, model, tables, run_name):
     self.model = model
+    # Tile size in image pixels for analysis and synthesis (`tiling.choose_tile`:
+    # None picks one from the image size, 0 never tiles).
+    self.tile_pixels = None
     self.run_name = run_name
     self.fingerprint = vae.fingerprint(model.weight_arrays(), tables)
     self.tables = bayesian_ac_tables.CodingTables.from_arrays(tables, model.num_filters)
@@ -118,15 +122,22 @@ class ImageCodec:
     return cls(model, tables, run_name)
 
   # ---- analysis and synthesis
+  def tile_for(self, image_shape):
+    """The tile size (latent pixels) this codec codes an image of this shape with."""
+    return tiling.choose_tile(image_shape, self.tile_pixels)
+
   def analyze(self, image):
     """q(y|x) of one uint8 image [H, W, 3]."""
-    mu, sigma = self.model.posterior(pad_image(image))
+    with self.model.tiled(self.tile_for(image.shape)):
+      mu, sigma = self.model.posterior(pad_image(image))
     return Posterior(mu[0].numpy().astype(np.float64),
                      sigma[0].numpy().astype(np.float64), tuple(image.shape[:2]))
 
-  def reconstruct(self, values, image_shape):
-    """uint8 [H, W, 3] synthesized from latent values [h, w, N]."""
-    x_hat = self.model.synthesize(tf.constant(values[None], tf.float32))[0]
+  def reconstruct(self, values, image_shape, tile=0):
+    """uint8 [H, W, 3] synthesized from latent values [h, w, N] (with tiles of
+    `tile` latent pixels, as the file records)."""
+    with self.model.tiled(tile):
+      x_hat = self.model.synthesize(tf.constant(values[None], tf.float32))[0]
     return image_io.to_uint8(x_hat[:image_shape[0], :image_shape[1]].numpy())
 
   # ---- quantization
@@ -196,7 +207,8 @@ class ImageCodec:
         z_shape=(0, 0), strings=[data],
         extra=_EXTRA.pack(bayesian_ac_tables.QUANTIZERS[quantized.quantizer],
                           quantized.setting, quantized.table_index),
-        digest=file_format.latents_digest(quantized.symbols))
+        digest=file_format.latents_digest(quantized.symbols),
+        tile=self.tile_for(posterior.image_shape))
     return compressed.to_bytes()
 
   def decode_latents(self, compressed, max_pixels=None):
@@ -216,7 +228,7 @@ class ImageCodec:
     """File bytes -> (uint8 image, info dict)."""
     compressed = file_format.CompressedFile.from_bytes(data)
     quantizer, setting, values = self.decode_latents(compressed)
-    image = self.reconstruct(values, compressed.image_shape)
+    image = self.reconstruct(values, compressed.image_shape, compressed.tile)
     return image, dict(quantizer=quantizer, setting=setting, values=values)
 
   def compress(self, image, quantizer, setting, posterior=None, name=None):
@@ -253,6 +265,7 @@ class ImageCodec:
         ms_ssim=metrics.ms_ssim(image, reconstruction),
         mse=metrics.mse(image, reconstruction), seconds=seconds,
         decode_seconds=decode_seconds, height=height, width=width,
+        tile_pixels=self.tile_for(image.shape) * tiling.STRIDE,
         kl_bpp=float(posterior.kl_bits().sum() / pixels))
     if quantizer == "bayesian_ac":
       result["lmbda"] = float(setting)

@@ -296,8 +296,9 @@ def encode_file(model, run_name, method, image, y_hat, side_info=None, seed=0,
   """Writes the file for integer latents `y_hat` [1, h, w, N] of one image.
 
   With `bbvi_its` > 0, q(z | y_hat) comes from reproducible BBVI (Algorithm 1,
-  step 3). Returns (file bytes, info dict with side_info_bits, padding_bits,
-  est_net_bits, bbvi_seconds).
+  step 3). The file records `model.tile` for the decoder's synthesis. Returns
+  (file bytes, info dict with side_info_bits, padding_bits, est_net_bits,
+  bbvi_seconds).
   """
   coder = BitsBackCoder(model, bbvi_its, bbvi_lr, bbvi_seed)
   if side_info is None:
@@ -308,7 +309,8 @@ def encode_file(model, run_name, method, image, y_hat, side_info=None, seed=0,
       method=method, fingerprint=model.fingerprint(), run_name=run_name,
       image_shape=image.shape[:2], y_shape=y_shape, z_shape=z_shape,
       strings=[words.astype("<u4").tobytes()], extra=header.to_bytes(),
-      digest=file_format.latents_digest(z_index, np.round(y_hat)))
+      digest=file_format.latents_digest(z_index, np.round(y_hat)),
+      tile=model.tile)
   info["est_net_bits"] = estimate_net_bits(coder, np.asarray(y_hat), z_index)
   info["side_info"] = side_info
   return compressed.to_bytes(), info
@@ -322,7 +324,8 @@ def decode_file(model, compressed, max_pixels=None):
   coder = BitsBackCoder(model, header.bbvi_its, header.bbvi_lr, header.bbvi_seed)
   y_hat, side_info, info = coder.decode(
       words, header, compressed.y_shape, compressed.z_shape, compressed)
-  x_hat = model.synthesize(tf.constant(y_hat))[0]
+  with model.tiled(compressed.tile):
+    x_hat = model.synthesize(tf.constant(y_hat))[0]
   height, width = compressed.image_shape
   info.update(side_info=side_info, y_hat=y_hat, bbvi_seconds=coder.bbvi_seconds)
   return image_io.to_uint8(x_hat[:height, :width].numpy()), info

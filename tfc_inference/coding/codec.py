@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfc_inference.coding import file_format
+from tfc_inference.models import tiling
 from tfc_inference.util import image_io
 from tfc_inference.util import metrics
 
@@ -41,14 +42,17 @@ def amortized_latents(model, x):
 
 
 def encode_range_coded(model, run_name, method, image, y_hat, z_hat, extra=b""):
-  """Writes one image's quantized latents ([1, ...] tensors) into file bytes."""
+  """Writes one image's quantized latents ([1, ...] tensors) into file bytes.
+
+  The file records `model.tile`, the tiling the decoder's synthesis repeats."""
   y_shape, z_shape = latent_shapes(image.shape)
   z_strings, y_strings = model.compress_latents(y_hat, z_hat)
   compressed = file_format.CompressedFile(
       method=method, fingerprint=model.fingerprint(), run_name=run_name,
       image_shape=image.shape[:2], y_shape=y_shape, z_shape=z_shape,
       strings=[z_strings.numpy()[0], y_strings.numpy()[0]], extra=extra,
-      digest=file_format.latents_digest(*model.coded_symbols(y_hat, z_hat)))
+      digest=file_format.latents_digest(*model.coded_symbols(y_hat, z_hat)),
+      tile=model.tile)
   return compressed.to_bytes()
 
 
@@ -96,7 +100,7 @@ def verify_and_measure(model, image, data, y_hat, decode_fn, extra_results=None,
       ms_ssim=metrics.ms_ssim(image, reconstruction),
       mse=metrics.mse(image, reconstruction),
       decode_seconds=decode_seconds,
-      height=height, width=width)
+      height=height, width=width, tile_pixels=compressed.tile * tiling.STRIDE)
   if seconds is not None:
     result["seconds"] = seconds
   result.update(extra_results or {})
@@ -106,7 +110,8 @@ def verify_and_measure(model, image, data, y_hat, decode_fn, extra_results=None,
 def range_coded_decode_fn(model, compressed, max_pixels=None):
   """decode_fn for `verify_and_measure`: returns (y_hat, uint8 image)."""
   y_hat, _ = decode_range_coded_latents(model, compressed, max_pixels)
-  x_hat = model.synthesize(y_hat)[0]
+  with model.tiled(compressed.tile):
+    x_hat = model.synthesize(y_hat)[0]
   height, width = compressed.image_shape
   return y_hat.numpy(), image_io.to_uint8(x_hat[:height, :width].numpy())
 

@@ -77,14 +77,14 @@ def decode_parsed(compressed, model, max_pixels=None):
   check_header(compressed, max_pixels)
   if compressed.method in BAYESIAN_AC_METHODS:
     quantizer, setting, values = model.decode_latents(compressed, max_pixels)
-    image = model.reconstruct(values, compressed.image_shape)
+    image = model.reconstruct(values, compressed.image_shape, compressed.tile)
     return image, dict(quantizer=quantizer, setting=setting, messages=[])
   if compressed.method in IREC_METHODS:
     from tfc_inference.coding import irec_image  # pylint: disable=import-outside-toplevel
     if not isinstance(model, irec_image.IRECImageCodec):
       model = irec_image.IRECImageCodec(model)
     settings, sample = model.decode_latents(compressed, max_pixels)
-    image = model.codec.reconstruct(sample, compressed.image_shape)
+    image = model.codec.reconstruct(sample, compressed.image_shape, compressed.tile)
     return image, dict(settings=settings, messages=[])
   _check_family(compressed, model)
   if compressed.method in RANGE_CODED_METHODS:

@@ -11,6 +11,8 @@ Layout (all integers little-endian):
   latent shape u16 y_height, u16 y_width, u16 z_height, u16 z_width
   extra        u16 length + bytes (method-specific metadata, e.g. bits-back bookkeeping)
   digest       u32 CRC-32 of the coded integer symbols (`latents_digest`); version 2
+  tile         u16 tile size in latent pixels of the encoder's synthesis (0: whole
+               image; `models.tiling`), which the decoder repeats; version 3
   payload      u32 length + bytes (a list of byte strings, see `pack_strings`)
   checksum     u32 CRC-32 of everything above
 
@@ -21,7 +23,8 @@ before it drives any work: the run name must be a plain name (it is looked up on
 inside the checkpoint folder), shapes must agree with each other and stay below a
 pixel limit (`check_geometry`), method headers are checked by their decoders, and
 the decoded symbols must match `digest`, so a damaged payload fails instead of
-decoding to a wrong image. Version 1 files (no digest) are still read.
+decoding to a wrong image. Version 1 (no digest) and 2 (no tile) files are
+still read, as untiled.
 """
 
 import contextlib
@@ -33,10 +36,11 @@ import zlib
 import numpy as np
 
 from tfc_inference.models import checkpoints
+from tfc_inference.models import tiling
 
 MAGIC = b"TFCI"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 # Decoding allocates roughly 200 bytes per pixel at 64 filters; 2**25 pixels
 # (e.g. 8192 x 4096) stays within a few GiB. Binaries raise it with --max_pixels.
 DEFAULT_MAX_PIXELS = 2 ** 25
@@ -77,6 +81,7 @@ class CompressedFile:
   strings: list  # list of bytes
   extra: bytes = b""
   digest: Optional[int] = None  # `latents_digest` of the coded symbols
+  tile: int = 0  # latent pixels per synthesis tile (0: untiled)
 
   def to_bytes(self):
     if self.method not in METHODS:
@@ -93,7 +98,7 @@ class CompressedFile:
         self.fingerprint, struct.pack("<H", len(name)), name,
         struct.pack("<6H", *self.image_shape, *self.y_shape, *self.z_shape),
         struct.pack("<H", len(self.extra)), self.extra,
-        struct.pack("<I", self.digest),
+        struct.pack("<I", self.digest), struct.pack("<H", self.tile),
         struct.pack("<I", len(payload)), payload,
     ])
     return body + struct.pack("<I", zlib.crc32(body))
@@ -131,12 +136,13 @@ class CompressedFile:
     (extra_length,) = reader.unpack("<H")
     extra = reader.take(extra_length)
     digest = reader.unpack("<I")[0] if version >= 2 else None
+    tile = reader.unpack("<H")[0] if version >= 3 else 0
     (payload_length,) = reader.unpack("<I")
     strings = unpack_strings(reader.take(payload_length))
     if reader.position != len(body):
       raise FormatError("trailing bytes after the payload")
     return cls(METHOD_NAMES[method_id], fingerprint, run_name, shapes[0:2],
-               shapes[2:4], shapes[4:6], strings, extra, digest)
+               shapes[2:4], shapes[4:6], strings, extra, digest, tile)
 
 
 def check_run_name(name):
@@ -184,6 +190,10 @@ def check_geometry(compressed, expected_latent_shapes, max_pixels=None,
     raise FormatError(f"latent shapes {tuple(compressed.y_shape)}, "
                       f"{tuple(compressed.z_shape)} do not match a {width}x{height} "
                       "image")
+  try:
+    tiling.check_tile(compressed.tile, compressed.y_shape)
+  except tiling.TilingError as error:
+    raise FormatError(f"{error} (header)") from None
   if strings is not None and len(compressed.strings) != strings:
     raise FormatError(f"a {compressed.method} file has {strings} payload strings, "
                       f"this one {len(compressed.strings)}")

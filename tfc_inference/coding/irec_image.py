@@ -26,6 +26,7 @@ import numpy as np
 from tfc_inference.coding import bayesian_ac_image
 from tfc_inference.coding import file_format
 from tfc_inference.coding import irec
+from tfc_inference.models import tiling
 from tfc_inference.util import metrics
 
 METHOD = "irec"
@@ -81,7 +82,8 @@ class IRECImageCodec:
         strings=[data],
         extra=_EXTRA.pack(settings.kl_per_block, settings.extra_samples,
                           settings.beams, settings.seed, settings.block_steps),
-        digest=_sample_digest(sample))
+        digest=_sample_digest(sample),
+        tile=self.codec.tile_for(posterior.image_shape))
     return compressed.to_bytes(), sample, info
 
   def decode_latents(self, compressed, max_pixels=None):
@@ -101,7 +103,7 @@ class IRECImageCodec:
     """File bytes -> (uint8 image, info dict)."""
     compressed = file_format.CompressedFile.from_bytes(data)
     settings, sample = self.decode_latents(compressed, max_pixels)
-    image = self.codec.reconstruct(sample, compressed.image_shape)
+    image = self.codec.reconstruct(sample, compressed.image_shape, compressed.tile)
     return image, dict(settings=settings, values=sample)
 
   def compress(self, image, settings, posterior=None, name=None, progress_fn=None):
@@ -134,5 +136,6 @@ class IRECImageCodec:
         steps=info["steps"], psnr=metrics.psnr(image, reconstruction),
         ms_ssim=metrics.ms_ssim(image, reconstruction),
         mse=metrics.mse(image, reconstruction), seconds=seconds,
-        decode_seconds=decode_seconds, height=height, width=width)
+        decode_seconds=decode_seconds, height=height, width=width,
+        tile_pixels=self.codec.tile_for(image.shape) * tiling.STRIDE)
     return data, result

@@ -17,6 +17,8 @@ DEFAULT_JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 # results/kodak/bayesian_ac.csv holds.
 DEFAULT_BAC_LAMBDAS = (0.003, 0.01, 0.03, 0.1, 0.3, 1., 3., 10., 30., 100.)
 BAC_LAMBDA_TAG = "-bac_lmbda="
+# Image pixels per latent pixel (`models.tiling.STRIDE`; a test checks they agree).
+TILE_STRIDE = 16
 
 
 
@@ -51,6 +53,8 @@ class Options:
     paper's schedule does over 2000 iterations).
   irec_kl_per_block, irec_extra_samples, irec_beams, irec_block_steps: the irec
     coder's settings (`coding.irec.Settings`; its seed is `seed`).
+  tile_pixels: tile side in image pixels of the transforms (`models.tiling`):
+    None picks one from the image size, 0 never tiles.
   """
   sga_its: int = 2000
   bbvi_its: int = 2000
@@ -67,6 +71,7 @@ class Options:
   irec_extra_samples: float = 0.3
   irec_beams: int = 5
   irec_block_steps: int = 4
+  tile_pixels: Optional[int] = None
 
   def irec_settings(self):
     """The `coding.irec.Settings` of the irec method."""
@@ -99,6 +104,21 @@ class Options:
       if not 0 <= int(quality) <= 100:
         raise UserError(f"JPEG quality must be in 0..100, got {quality}")
     self.irec_settings()
+    if self.tile_pixels is not None and (self.tile_pixels < 0
+                                         or self.tile_pixels % TILE_STRIDE):
+      raise UserError(f"--tile must be auto, 0 or a positive multiple of "
+                      f"{TILE_STRIDE} pixels, got {self.tile_pixels}")
+
+
+def parse_tile(text):
+  """--tile: 'auto' -> None, else an int number of pixels (checked by validate)."""
+  if text is None or text.strip().lower() == "auto":
+    return None
+  try:
+    return int(text)
+  except ValueError:
+    raise UserError(f"--tile must be auto, 0 or a number of pixels, got {text!r}"
+                    ) from None
 
 
 def parse_crop(text):

@@ -56,8 +56,9 @@ def load_bayesian_ac_run(name, options):
                          family="bls2017_vae", model=_codec(run, options))
 
 
-def encode_bayesian_ac(run, batch, options):  # pylint: disable=unused-argument
+def encode_bayesian_ac(run, batch, options):
   """Bayesian AC at `run.lmbda`; the file is decoded again by `compress`."""
+  run.model.tile_pixels = options.tile_pixels
   results = []
   for name, image in batch:
     _, result, _ = run.model.compress(image, "bayesian_ac", run.lmbda, name=name)
@@ -81,6 +82,7 @@ def load_irec_run(name, options):
 def encode_irec(run, batch, options):
   """iREC of a posterior sample of each image; the file is decoded again."""
   settings = options.irec_settings()
+  run.model.codec.tile_pixels = options.tile_pixels
   results = []
   for name, image in batch:
     _, result = run.model.compress(image, settings, name=name)

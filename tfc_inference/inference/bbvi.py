@@ -24,6 +24,7 @@ import tensorflow_probability as tfp
 
 from tfc_inference.inference import rounding
 from tfc_inference.models import hyperprior
+from tfc_inference.models import tiling
 from tfc_inference.util import progress
 
 tfd = tfp.distributions
@@ -132,11 +133,14 @@ class BitsBackInference:
     self.progress_fn = progress_fn
     self.progress_every = progress_every
 
-  def _loss(self, x, y, mean, log_var, eps, valid_shape):
+  def _bits(self, y, mean, log_var, eps):
+    """Net bits per image [B] of y and z = mean + std * eps, z ~ q(z | y)."""
     z = mean + tf.exp(0.5 * log_var) * eps
-    bits = net_bits(self.model, y, z, mean, log_var)
-    x_tilde = self.model.synthesis_transform(y)
-    mse, num_pixels = hyperprior.masked_mse(x, x_tilde, valid_shape)
+    return net_bits(self.model, y, z, mean, log_var)
+
+  def _loss(self, x, y, mean, log_var, eps, valid_shape):
+    bits = self._bits(y, mean, log_var, eps)
+    mse, num_pixels = self.model.synthesis_mse(x, y, valid_shape)
     return bits / num_pixels + self.lmbda * mse, bits / num_pixels, mse
 
   def run(self, x, valid_shape=None):
@@ -154,6 +158,9 @@ class BitsBackInference:
     valid = None if valid_shape is None else tuple(int(s) for s in valid_shape)
     fixed_eps = tf.random.stateless_normal(tf.shape(mean0), [config.seed, -1])
 
+    tiled = bool(model.tile)
+    num_pixels = float(np.prod(valid if valid else tuple(x.shape[1:3])))
+
     @tf.function(input_signature=[tf.TensorSpec([], tf.float32),
                                   tf.TensorSpec([], tf.int32)])
     def step(tau, t):
@@ -161,9 +168,20 @@ class BitsBackInference:
       with tf.GradientTape() as tape:
         y = (rounding.sga_round(y_var, tau, tf.stack([config.seed + 1, t]))
              if config.optimize_y else y_var)
-        losses, _, _ = self._loss(x, y, mean, log_var, eps, valid)
-        total = tf.reduce_sum(losses)
-      grads = tape.gradient(total, variables)
+        if tiled:
+          rate = self._bits(y, mean, log_var, eps) / num_pixels
+        else:
+          losses, _, _ = self._loss(x, y, mean, log_var, eps, valid)
+          total = tf.reduce_sum(losses)
+      if tiled and config.optimize_y:  # distortion gradient tile by tile
+        losses, grads = tiling.rd_gradients(
+            tape, rate, y, variables, model.synthesis_mse_and_gradient(x, y, valid),
+            self.lmbda)
+      elif tiled:  # y is fixed: the distortion is a constant
+        losses = rate + self.lmbda * model.synthesis_mse(x, y, valid)[0]
+        grads = tape.gradient(rate, variables)
+      else:
+        grads = tape.gradient(total, variables)
       optimizer.apply_gradients(zip(grads, variables))
       return losses
 

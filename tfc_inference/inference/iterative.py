@@ -20,6 +20,7 @@ import tensorflow_compression as tfc
 
 from tfc_inference.inference import rounding
 from tfc_inference.models import hyperprior
+from tfc_inference.models import tiling
 from tfc_inference.util import metrics
 from tfc_inference.util import progress
 
@@ -128,8 +129,9 @@ class IterativeInference:
   def _relax(self, v, tau, seed):
     return self._rounding(v, tau, seed)
 
-  def relaxed_loss(self, x, y, z, tau, seed, valid_shape):
-    """Relaxed per-image loss [B] (the objective the gradient steps follow)."""
+  def relaxed_rate(self, y, z, tau, seed):
+    """Relaxed per-image rate [B] in bits, and the relaxed latents y_tilde the
+    synthesis sees."""
     model = self.model
     offset = model.z_offset
     z_tilde = self._relax(z - offset, tau, seed[0]) + offset
@@ -143,8 +145,12 @@ class IterativeInference:
     log_p_z = model.hyperprior.log_prob(z_tilde)
     bits = -(tf.reduce_sum(log_p_y, axis=[1, 2, 3]) +
              tf.reduce_sum(log_p_z, axis=[1, 2, 3])) / np.log(2.)
-    x_tilde = model.synthesis_transform(y_tilde)
-    mse, num_pixels = hyperprior.masked_mse(x, x_tilde, valid_shape)
+    return bits, y_tilde
+
+  def relaxed_loss(self, x, y, z, tau, seed, valid_shape):
+    """Relaxed per-image loss [B] (the objective the gradient steps follow)."""
+    bits, y_tilde = self.relaxed_rate(y, z, tau, seed)
+    mse, num_pixels = self.model.synthesis_mse(x, y_tilde, valid_shape)
     return bits / num_pixels + self.lmbda * mse
 
   def quantize(self, y, z):
@@ -174,13 +180,24 @@ class IterativeInference:
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)
     valid = None if valid_shape is None else tuple(int(s) for s in valid_shape)
 
+    tiled = bool(self.model.tile)
+    num_pixels = float(np.prod(valid if valid else tuple(x.shape[1:3])))
+
     @tf.function(input_signature=[tf.TensorSpec([], tf.float32),
                                   tf.TensorSpec([2, 2], tf.int32)])
     def step(tau, seed):
       with tf.GradientTape() as tape:
-        losses = self.relaxed_loss(x, y_var, z_var, tau, seed, valid)
-        total = tf.reduce_sum(losses)
-      gradients = tape.gradient(total, [y_var, z_var])
+        if tiled:
+          bits, y_tilde = self.relaxed_rate(y_var, z_var, tau, seed)
+        else:
+          losses = self.relaxed_loss(x, y_var, z_var, tau, seed, valid)
+          total = tf.reduce_sum(losses)
+      if tiled:  # the distortion's gradient is accumulated tile by tile
+        losses, gradients = tiling.rd_gradients(
+            tape, bits / num_pixels, y_tilde, [y_var, z_var],
+            self.model.synthesis_mse_and_gradient(x, y_tilde, valid), self.lmbda)
+      else:
+        gradients = tape.gradient(total, [y_var, z_var])
       optimizer.apply_gradients(zip(gradients, [y_var, z_var]))
       return losses
 

@@ -21,6 +21,8 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 import tensorflow_probability as tfp
 
+from tfc_inference.models import factorized
+from tfc_inference.models import tiling
 from tfc_inference.models import transforms
 from tfc_inference.models import weights
 
@@ -63,7 +65,8 @@ def masked_mse(x, x_hat, valid_shape=None):
   return mse, num_pixels
 
 
-class HyperpriorModel(weights.NamedWeightsMixin, tf.keras.Model):
+class HyperpriorModel(weights.NamedWeightsMixin, tiling.TiledTransformsMixin,
+                      tf.keras.Model):
   """Common training and coding logic. Subclasses define the hyper-latent path.
 
   Attributes:
@@ -138,8 +141,22 @@ class HyperpriorModel(weights.NamedWeightsMixin, tf.keras.Model):
     raise NotImplementedError
 
   def synthesize(self, y_hat):
-    """Reconstruction `x_hat` in [0, 255] (clipped, not rounded), full padded size."""
-    return tf.clip_by_value(self.synthesis_transform(y_hat), 0., 255.)
+    """Reconstruction `x_hat` in [0, 255] (clipped, not rounded), full padded size
+    (tile by tile inside `tiled`)."""
+    return tf.clip_by_value(self.run_synthesis(y_hat), 0., 255.)
+
+  def synthesis_mse(self, x, y, valid_shape=None):
+    """Per-image MSE [B] of the unclipped synthesis of `y` against `x` over the
+    valid region, and that region's pixel count. Inside `tiled` the forward pass
+    runs tile by tile, but a gradient through it would keep every tile's
+    activations: take gradients with `synthesis_mse_and_gradient`."""
+    return masked_mse(x, self.run_synthesis(y), valid_shape)
+
+  def synthesis_mse_and_gradient(self, x, y, valid_shape=None):
+    """(MSE [B], d MSE / d y) of the unclipped synthesis, tile by tile
+    (`tiling.mse_and_gradient`; one tile outside `tiled`)."""
+    return tiling.mse_and_gradient(self.synthesis_transform, x, y, self.tile,
+                                   valid_shape)
 
 
 class RangeCodedHyperprior(HyperpriorModel):
@@ -154,7 +171,7 @@ class RangeCodedHyperprior(HyperpriorModel):
   def __init__(self, lmbda, num_filters, **kwargs):
     super().__init__(lmbda, num_filters, **kwargs)
     self.hyper_analysis_transform = transforms.HyperAnalysisTransform(num_filters)
-    self.hyperprior = tfc.NoisyDeepFactorized(batch_shape=[num_filters])
+    self.hyperprior = factorized.NoisyDeepFactorized(batch_shape=[num_filters])
     self.z_train_model = tfc.ContinuousBatchedEntropyModel(
         self.hyperprior, coding_rank=3, compression=False)
 
@@ -199,17 +216,13 @@ class RangeCodedHyperprior(HyperpriorModel):
 
   def analyze(self, x):
     """Amortized inference: continuous (y, z) for images x."""
-    y = self.analysis_transform(x)
+    y = self.run_analysis(x)
     z = self.hyper_analysis_transform(self.hyper_analysis_input(y))
     return y, z
 
-  def true_rd(self, x, y_hat, z_hat, valid_shape=None):
-    """Exact R-D terms of already-quantized latents (what the file will cost).
-
-    `valid_shape` (height, width) excludes the padding from distortion and pixel
-    count. Returns per-image dict: `bits` [B] (rate the range coder approaches),
-    `mse` [B], `loss` [B] = bpp + lmbda * mse, `bpp` [B], and `x_hat` (padded).
-    """
+  def true_bits(self, y_hat, z_hat):
+    """Bits per image [B] of already-quantized latents: the rate the range coder
+    approaches (no synthesis)."""
     rate_model = tfc.ContinuousBatchedEntropyModel(
         self.hyperprior, coding_rank=3, compression=False,
         quantization_offset=self.z_offset)
@@ -218,8 +231,17 @@ class RangeCodedHyperprior(HyperpriorModel):
     loc, indexes = self.y_conditional(z_hat, y_shape)
     _, bits_y = self.y_entropy_model(
         y_hat, coding_indexes(indexes), loc=loc, training=False)
+    return bits_y + bits_z
+
+  def true_rd(self, x, y_hat, z_hat, valid_shape=None):
+    """Exact R-D terms of already-quantized latents (what the file will cost).
+
+    `valid_shape` (height, width) excludes the padding from distortion and pixel
+    count. Returns per-image dict: `bits` [B] (rate the range coder approaches),
+    `mse` [B], `loss` [B] = bpp + lmbda * mse, `bpp` [B], and `x_hat` (padded).
+    """
+    bits = self.true_bits(y_hat, z_hat)
     x_hat = self.synthesize(y_hat)
-    bits = bits_y + bits_z
     mse, num_pixels = masked_mse(x, x_hat, valid_shape)
     bpp = bits / num_pixels
     return dict(bits=bits, bpp=bpp, mse=mse, loss=bpp + self.lmbda * mse,
@@ -354,7 +376,7 @@ class BitsBackHyperprior(HyperpriorModel):
         num_filters, out_channels=2 * num_filters)
     self.hyper_synthesis_transform = transforms.HyperSynthesisTransform(
         num_filters, 2 * num_filters)
-    self.hyperprior = tfc.DeepFactorized(batch_shape=[num_filters])
+    self.hyperprior = factorized.DeepFactorized(batch_shape=[num_filters])
 
   def coding_tables(self):
     """The discretized prior P(z) on the bits-back grid (see `coding.bits_back`)."""
@@ -365,7 +387,7 @@ class BitsBackHyperprior(HyperpriorModel):
 
   def analyze(self, x):
     """Amortized inference: y and the parameters (mean, log-variance) of q(z|x)."""
-    y = self.analysis_transform(x)
+    y = self.run_analysis(x)
     return y, self.posterior_z(y)
 
   def posterior_z(self, y):

@@ -31,6 +31,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from tfc_inference.models import checkpoints
+from tfc_inference.models import tiling
 from tfc_inference.models import transforms
 from tfc_inference.models.weights import NamedWeightsMixin
 
@@ -77,7 +78,7 @@ def kl_standard_normal(mu, sigma):
   return .5 * (tf.square(mu) + tf.square(sigma) - 1.) - tf.math.log(sigma)
 
 
-class BLS2017VAE(NamedWeightsMixin, tf.keras.Model):
+class BLS2017VAE(NamedWeightsMixin, tiling.TiledTransformsMixin, tf.keras.Model):
   """bls2017 transforms trained as a VAE with a standard normal prior.
 
   Attributes:
@@ -103,15 +104,17 @@ class BLS2017VAE(NamedWeightsMixin, tf.keras.Model):
 
   # ---------------------------------------------------------------- weights
   def posterior(self, x):
-    """q(y|x) of images x (float32 [B, H, W, 3], H, W multiples of 16): (mu, sigma)."""
-    params = self.analysis_transform(x)
+    """q(y|x) of images x (float32 [B, H, W, 3], H, W multiples of 16): (mu, sigma)
+    (tile by tile inside `tiled`)."""
+    params = self.run_analysis(x)
     mu, log_sigma = tf.split(params, 2, axis=-1)
     log_sigma = tf.clip_by_value(log_sigma, LOG_SIGMA_MIN, LOG_SIGMA_MAX)
     return mu, tf.exp(log_sigma)
 
   def synthesize(self, y):
-    """Reconstruction in [0, 255] (clipped, not rounded), full padded size."""
-    return tf.clip_by_value(self.synthesis_transform(y), 0., 255.)
+    """Reconstruction in [0, 255] (clipped, not rounded), full padded size (tile
+    by tile inside `tiled`)."""
+    return tf.clip_by_value(self.run_synthesis(y), 0., 255.)
 
   # ---------------------------------------------------------------- training
   def relaxed_rd(self, x, training=True):

@@ -108,7 +108,9 @@ def pad_to_multiple(image, multiple=SIZE_MULTIPLE):
 
 def to_uint8(x_hat):
   """Float reconstruction in [0, 255] -> uint8 (round half to even, as tf.round)."""
-  return np.round(np.clip(np.asarray(x_hat, np.float32), 0., 255.)).astype(np.uint8)
+  x = np.array(x_hat, np.float32)  # one working copy, clipped and rounded in place
+  np.clip(x, 0., 255., out=x)
+  return np.round(x, out=x).astype(np.uint8)
 
 
 def encode_png(image):
