@@ -167,10 +167,9 @@ def _setting():
 def compress(run, input_spec, output=None):
   """`compress RUNNAME INPUT [OUTPUT]`."""
   quantizer, setting = _setting()
-  tile_pixels = common.tile_pixels()
+  common.tile_pixels()  # a bad --tile fails before reading any image
   inputs = image_io.expand_inputs(input_spec, warn=common.warn)
-  for _, image in inputs:  # e.g. too many tiles for an image: fail up front
-    common.tile_for(image)
+  tile_pixels = common.check_tiles(inputs)
   outputs = common.plan_outputs(inputs, output, FILE_SUFFIX)
   common.prepare_outputs()
   codec = bi.ImageCodec.load(run, common.checkpoint_dir())

@@ -78,10 +78,9 @@ def _progress_printer(name):
 def compress(run, input_spec, output=None):
   """`compress RUNNAME INPUT [OUTPUT]`."""
   settings = _settings()  # bad settings fail before any work
-  tile_pixels = common.tile_pixels()
+  common.tile_pixels()  # a bad --tile fails before reading any image
   inputs = image_io.expand_inputs(input_spec, warn=common.warn)
-  for _, image in inputs:  # e.g. too many tiles for an image: fail up front
-    common.tile_for(image)
+  tile_pixels = common.check_tiles(inputs)
   outputs = common.plan_outputs(inputs, output, FILE_SUFFIX)
   common.prepare_outputs()
   codec = irec_image.IRECImageCodec.load(run, common.checkpoint_dir())

@@ -125,10 +125,9 @@ def compress(method, families, latents_fn, run, input_spec, output=None):
   `latents_fn(model, x, images, names)` returns (y_hat, z_hat, extras) for a padded
   batch `x` of same-sized images; `extras` is a list of per-image result dicts.
   """
-  common.tile_pixels()  # a bad --tile fails before any work
+  common.tile_pixels()  # a bad --tile fails before reading any image
   inputs = image_io.expand_inputs(input_spec, warn=common.warn)
-  for _, image in inputs:  # e.g. too many tiles for an image: fail up front
-    common.tile_for(image)
+  common.check_tiles(inputs)
   outputs = common.plan_outputs(inputs, output, FILE_SUFFIX)
   common.prepare_outputs()
   model, _, run_name = load_model(run, families)
@@ -181,8 +180,9 @@ def compress_bits_back(method, latents_fn, run, input_spec, output=None,
     except OSError as error:
       raise image_io.ImageError(
           f"--side_info {FLAGS.side_info}: cannot read ({error.strerror})") from None
-  common.tile_pixels()  # a bad --tile fails before any work
+  common.tile_pixels()  # a bad --tile fails before reading any image
   inputs = image_io.expand_inputs(input_spec, warn=common.warn)
+  common.check_tiles(inputs)
   tiles = [common.tile_for(image) for _, image in inputs]
   outputs = common.plan_outputs(inputs, output, FILE_SUFFIX)
   common.prepare_outputs()

@@ -64,13 +64,22 @@ def tile_pixels():
   except ValueError:
     raise tiling.TilingError(f"--tile must be auto, 0 or a number of pixels, not "
                              f"{FLAGS.tile!r}") from None
-  tiling.choose_tile((value * 4 or 1, value * 4 or 1), value)  # checks the value
+  tiling.tile_from_pixels(value)  # checks it
   return value
 
 
 def tile_for(image):
   """The tile size (latent pixels) for one image under --tile."""
   return tiling.choose_tile(image.shape, tile_pixels())
+
+
+def check_tiles(inputs):
+  """Checks --tile against every (name, image) input before any work (e.g. too
+  many tiles for one image); returns --tile as `tile_pixels` does."""
+  value = tile_pixels()
+  for _, image in inputs:
+    tiling.choose_tile(image.shape, value)
+  return value
 
 
 def define_train_flags(default_prefix, with_lambda=True, run_name_help=None):

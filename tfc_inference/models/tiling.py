@@ -66,6 +66,19 @@ def check_tile(tile, latent_shape):
                       f"{MAX_TILES})")
 
 
+def tile_from_pixels(tile_pixels):
+  """A tile side in image pixels (0, or a multiple of STRIDE of at least
+  MIN_TILE latent pixels) -> latent pixels; raises TilingError otherwise."""
+  if tile_pixels < 0 or tile_pixels % STRIDE:
+    raise TilingError(f"a tile size must be 0 or a positive multiple of {STRIDE} "
+                      f"image pixels, not {tile_pixels}")
+  tile = tile_pixels // STRIDE
+  if 0 < tile < MIN_TILE:
+    raise TilingError(f"tile size {tile_pixels} is below the minimum of "
+                      f"{MIN_TILE * STRIDE} image pixels")
+  return tile
+
+
 def choose_tile(image_shape, tile_pixels=None):
   """The tile size (latent pixels) to code an image of `image_shape` (H, W, ...).
 
@@ -76,10 +89,7 @@ def choose_tile(image_shape, tile_pixels=None):
   height, width = image_shape[:2]
   if tile_pixels is None:
     return DEFAULT_TILE if height * width > AUTO_TILE_PIXELS else 0
-  if tile_pixels < 0 or tile_pixels % STRIDE:
-    raise TilingError(f"a tile size must be 0 or a positive multiple of {STRIDE} "
-                      f"image pixels, not {tile_pixels}")
-  tile = tile_pixels // STRIDE
+  tile = tile_from_pixels(tile_pixels)
   latent_shape = (-(-height // STRIDE), -(-width // STRIDE))
   check_tile(tile, latent_shape)
   return 0 if tile >= max(latent_shape) else tile
