@@ -52,6 +52,8 @@ flags.DEFINE_integer("iterations", 20,
 flags.DEFINE_integer("full_iterations", 2000,
                      "Iterations the projected full-run time assumes.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats of amortized encode/decode.")
+flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"],
+                  "Dtype of the relaxed objective's synthesis (iterative methods).")
 flags.DEFINE_string("output", "results/speed/speed.json", "JSON output.")
 flags.DEFINE_string("measure", None,
                     "Internal: run one measurement in this process and print "
@@ -68,7 +70,8 @@ def run_process(args):
 def measure_child(kind, image_npy):
   args = [sys.executable, os.path.abspath(__file__), "--measure", kind,
           "--image_npy", image_npy, "--run", FLAGS.run,
-          "--iterations", str(FLAGS.iterations), "--repeats", str(FLAGS.repeats)]
+          "--iterations", str(FLAGS.iterations), "--repeats", str(FLAGS.repeats),
+          "--compute_dtype", FLAGS.compute_dtype]
   if FLAGS.checkpoint_dir:
     args += ["--checkpoint_dir", FLAGS.checkpoint_dir]
   seconds, peak, text = run_process(args)
@@ -128,10 +131,12 @@ def measure_in_process(kind, image):
   iterations = FLAGS.iterations + 1
   if kind == "bb_sga":
     inferer = bbvi.BitsBackInference(
-        model, bbvi.BitsBackConfig(iterations=iterations), record, 1)
+        model, bbvi.BitsBackConfig(iterations=iterations,
+                                   compute_dtype=FLAGS.compute_dtype), record, 1)
   else:
     inferer = iterative.IterativeInference(
-        model, iterative.InferenceConfig(method=kind, iterations=iterations),
+        model, iterative.InferenceConfig(method=kind, iterations=iterations,
+                                         compute_dtype=FLAGS.compute_dtype),
         record, 1)
   inferer.run(x, shape)
   (first, warmup), (last, end) = marks[1], marks[-1]
@@ -197,7 +202,7 @@ def main(argv):
             f"{result['slowdown']:.0f}x amortized ({result['peak_mib']:.0f} MiB)",
             flush=True)
   summary = dict(
-      run=FLAGS.run, image=image_name, height=image.shape[0], width=image.shape[1],
+      run=FLAGS.run, image=image_name, compute_dtype=FLAGS.compute_dtype, height=image.shape[0], width=image.shape[1],
       cpus=os.cpu_count(), load_average_before=load_before,
       load_average_after=os.getloadavg()[0],
       cold_start=dict(compress_seconds=cold_compress,
@@ -205,9 +210,8 @@ def main(argv):
                       decompress_seconds=cold_decompress,
                       decompress_peak_mib=cold_decompress_peak),
       amortized=amortized, iterative=iterative)
-  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-  with open(FLAGS.output, "w") as f:
-    json.dump(summary, f, indent=1)
+  from tfc_inference.evaluation import runner  # pylint: disable=import-outside-toplevel
+  runner.write_json(os.path.abspath(FLAGS.output), summary)
   print(f"wrote {FLAGS.output}")
 
 

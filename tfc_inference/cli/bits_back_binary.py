@@ -50,6 +50,7 @@ def define(method):
   flags.DEFINE_integer("t0", 700, "t0 of the temperature schedule.")
   flags.DEFINE_float("tau0", 0.5, "Initial temperature.")
   common.define_schedule_scale_flag()
+  common.define_compute_dtype_flag()
   flags.DEFINE_float("lambda", None,
                      "R-D trade-off of the inference objective (default: the run's).")
   flags.DEFINE_integer("progress_every", 100, "Print progress every N iterations.")
@@ -64,7 +65,8 @@ def latents_fn(method):
           iterations=FLAGS.sga_its, lr=FLAGS.lr, tau0=FLAGS.tau0,
           annealing_rate=FLAGS.annealing_rate, t0=FLAGS.t0,
           lmbda=FLAGS["lambda"].value, seed=FLAGS.seed,
-          schedule_scale=common.schedule_scale_from_flags())
+          schedule_scale=common.schedule_scale_from_flags(),
+          compute_dtype=FLAGS.compute_dtype)
       final_tau = config.tau(max(0, config.iterations - 1))
       common.say(f"[{method}] {config.iterations} iterations, lr {config.lr:g}, "
                  f"schedule (tau0 {config.tau0:g}, t0 {config.t0}, c "
@@ -84,6 +86,7 @@ def latents_fn(method):
           iterations=config.iterations, tau0=config.tau0, t0=config.t0,
           annealing_rate=config.annealing_rate,
           schedule_scale=config.schedule_scale, final_tau=final_tau,
+          compute_dtype=config.compute_dtype,
           init_loss=float(info["init_loss"][0]),
           init_bpp=float(info["init_bpp"][0]),
           init_psnr=float(metrics.psnr_from_mse(info["init_mse"][0])),

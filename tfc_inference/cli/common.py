@@ -228,6 +228,14 @@ def schedule_scale_from_flags():
   return rounding.fitted_schedule_scale(FLAGS.sga_its)
 
 
+def define_compute_dtype_flag():
+  flags.DEFINE_enum(
+      "compute_dtype", "float32", ["float32", "bfloat16"],
+      "Dtype of the synthesis inside the relaxed objective. bfloat16 is faster "
+      "on CPUs with AVX512-BF16 (see results/speed/); the true loss, the rounded "
+      "latents and the file are float32 either way, so files decode exactly.")
+
+
 def define_inference_flags(method):
   """Flags of the iterative-inference binaries (defaults: paper supplement S3)."""
   from tfc_inference.inference import iterative  # pylint: disable=import-outside-toplevel
@@ -250,6 +258,7 @@ def define_inference_flags(method):
       "tau0", None, f"Initial (maximal) temperature tau0. Default: {tau0:g} for "
       f"{method} (sga: 0.5; danneal: 0.2).")
   define_schedule_scale_flag()
+  define_compute_dtype_flag()
   flags.DEFINE_enum("schedule", "paper", ["paper", "naive"],
                     "Temperature schedule: paper = min(tau0, tau0*exp(-c(t-t0))); "
                     "naive = tau0*exp(-c t).")

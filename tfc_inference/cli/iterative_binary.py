@@ -51,7 +51,8 @@ def config_from_flags(method):
       method=method, iterations=FLAGS.sga_its, lr=FLAGS.lr, tau0=FLAGS.tau0,
       annealing_rate=FLAGS.annealing_rate, t0=FLAGS.t0, schedule=FLAGS.schedule,
       lmbda=FLAGS["lambda"].value, eval_every=FLAGS.eval_every, seed=FLAGS.seed,
-      schedule_scale=common.schedule_scale_from_flags())
+      schedule_scale=common.schedule_scale_from_flags(),
+      compute_dtype=FLAGS.compute_dtype)
 
 
 def latents_fn(method):
@@ -83,7 +84,7 @@ def latents_fn(method):
           iterations=config.iterations, lr=config.learning_rate,
           tau0=config.tau0, annealing_rate=config.annealing_rate, t0=config.t0,
           schedule=config.schedule, schedule_scale=config.schedule_scale,
-          final_tau=config.tau(max(0, config.iterations - 1)),
+          compute_dtype=config.compute_dtype, final_tau=config.tau(max(0, config.iterations - 1)),
           inference_lmbda=model.lmbda
           if config.lmbda is None else config.lmbda,
           init_bpp=float(result.init_bpp[i]), init_psnr=float(init_psnr),

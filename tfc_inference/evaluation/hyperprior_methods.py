@@ -90,7 +90,8 @@ def _iterative(method_name, run, batch, options):
   config = iterative.InferenceConfig(
       method=method_name, iterations=options.sga_its,
       eval_every=options.eval_every, seed=options.seed,
-      schedule_scale=options.schedule_scale)
+      schedule_scale=options.schedule_scale,
+      compute_dtype=options.compute_dtype)
   names = ",".join(name for name, _ in batch)
   progress_fn = None
   if options.progress_every:
@@ -146,7 +147,8 @@ def _bits_back(method_name, joint_sga, reproducible_bbvi, run, batch, options):
     config = bbvi.BitsBackConfig(iterations=options.sga_its,
                                  eval_every=options.eval_every,
                                  seed=options.seed,
-                                 schedule_scale=options.schedule_scale)
+                                 schedule_scale=options.schedule_scale,
+                                 compute_dtype=options.compute_dtype)
     y_batch, info = bbvi.BitsBackInference(model, config).run(
         x, batch[0][1].shape[:2])
     for i, extra in enumerate(extras):

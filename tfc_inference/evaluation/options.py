@@ -51,6 +51,8 @@ class Options:
   schedule_scale: the temperature schedules of sga, danneal and bb_sga see
     iteration t as t * schedule_scale (e.g. 4 with sga_its=500 anneals as the
     paper's schedule does over 2000 iterations).
+  compute_dtype: dtype of the synthesis inside the relaxed objective of sga,
+    the ablations and bb_sga ("float32" or "bfloat16"; `models.frozen`).
   irec_kl_per_block, irec_extra_samples, irec_beams, irec_block_steps: the irec
     coder's settings (`coding.irec.Settings`; its seed is `seed`).
   tile_pixels: tile side in image pixels of the transforms (`models.tiling`):
@@ -67,6 +69,7 @@ class Options:
   checkpoint_dir: Optional[str] = None
   progress_every: int = 0
   schedule_scale: float = 1.0
+  compute_dtype: str = "float32"
   irec_kl_per_block: float = 8.
   irec_extra_samples: float = 0.3
   irec_beams: int = 5
@@ -93,6 +96,9 @@ class Options:
     if not self.schedule_scale > 0:
       raise UserError(
           f"--schedule_scale must be > 0, got {self.schedule_scale}")
+    if self.compute_dtype not in ("float32", "bfloat16"):
+      raise UserError("--compute_dtype must be float32 or bfloat16, got "
+                      f"{self.compute_dtype!r}")
     if self.batch_images < 1:
       raise UserError(f"--batch_images must be >= 1, got {self.batch_images}")
     if not self.jpeg_qualities:

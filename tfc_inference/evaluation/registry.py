@@ -113,13 +113,13 @@ for _name in _ITERATIVE:
   register(Method(_name, hyperprior_methods.iterative_encoder(_name), ("mbt2018", "bmshj2018"),
                   "mbt2018-*", batched=True,
                   settings=("sga_its", "eval_every", "seed",
-                            "schedule_scale"),
+                            "schedule_scale", "compute_dtype"),
                   description=_ITERATIVE_TITLES[_name] +
                   " (mbt2018 or bmshj2018 runs)"))
 register(Method("bb_sga", hyperprior_methods.bits_back_encoder("bb_sga", True, True),
                 ("mbt2018_bb",), "mbt2018_bb-*", batched=True,
                 settings=("sga_its", "bbvi_its", "eval_every", "seed",
-                          "schedule_scale"),
+                          "schedule_scale", "compute_dtype"),
                 description="SGA + lossy bits-back with reproducible BBVI [M2]"))
 register(Method("bb_no_sga", hyperprior_methods.bits_back_encoder("bb_no_sga", False, True),
                 ("mbt2018_bb",), "mbt2018_bb-*", settings=("bbvi_its", "seed"),

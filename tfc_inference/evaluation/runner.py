@@ -31,6 +31,11 @@ from tfc_inference.util import progress as progress_lib
 RESULT_SUFFIX = ".json"
 VARIANT_SEPARATOR = "@"
 
+# Settings added after results were first recorded, with the value those records
+# imply: a setting at this value is left out of new records, so that old and new
+# records of the same protocol still compare as equal.
+_IMPLIED_SETTINGS = {"compute_dtype": "float32"}
+
 
 def find_runs(method, pattern, options):
   """Run names of `method` matching the glob `pattern` (None: the default);
@@ -193,7 +198,8 @@ def run_method(method_name, results_dir, images_spec, runs_pattern=None,
         + f"; {len(mine) - len(todo)} already done, {len(todo)} to do",
         file=out, flush=True)
   progress = progress_lib.Bar(len(mine), len(mine) - len(todo), out)
-  settings = {key: _plain(getattr(options, key)) for key in method.settings}
+  settings = {key: _plain(getattr(options, key)) for key in method.settings
+              if getattr(options, key) != _IMPLIED_SETTINGS.get(key, ())}
   crop = None if options.crop is None else "x".join(map(str, options.crop))
   loaded_images = {}
   batch_size = options.batch_images if method.batched else 1

@@ -23,6 +23,7 @@ import tensorflow_compression as tfc
 import tensorflow_probability as tfp
 
 from tfc_inference.inference import rounding
+from tfc_inference.models import frozen
 from tfc_inference.models import hyperprior
 from tfc_inference.models import tiling
 from tfc_inference.util import progress
@@ -52,13 +53,14 @@ def configure_determinism():
     pass
 
 
-def net_bits(model, y, z, mean, log_var):
+def net_bits(model, y, z, mean, log_var, hyper_synthesis=None):
   """Per-image -log2 p(y | z) - log2 p(z) + log2 q(z), y on the integer grid [B].
 
   p(y | z) is the Gaussian convolved with a unit uniform (tfc's NoisyNormal), so for
-  integer y it is the probability mass the entropy coder uses.
+  integer y it is the probability mass the entropy coder uses. `hyper_synthesis`:
+  as in the model's `y_conditional`.
   """
-  loc, indexes = model.y_conditional(z, tf.shape(y)[1:3])
+  loc, indexes = model.y_conditional(z, tf.shape(y)[1:3], hyper_synthesis)
   scale = hyperprior.scale_fn(tf.clip_by_value(indexes, 0., hyperprior.SCALES_LEVELS - 1.))
   log_p_y = tfc.NoisyNormal(loc=loc, scale=scale).log_prob(y)
   bits_y = -tf.reduce_sum(log_p_y, axis=[1, 2, 3]) / _LN2
@@ -76,13 +78,16 @@ def reproducible_bbvi(model, y_hat, iterations=2000, lr=0.003, seed=0):
   mean = tf.Variable(mean0)
   log_var = tf.Variable(log_var0)
   optimizer = tf.keras.optimizers.Adam(lr)
+  # Bit for bit the layers' outputs, so files coded before it still decode.
+  hyper_synthesis = frozen.FrozenTransform(model.hyper_synthesis_transform)
 
   @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
   def step(t):
     eps = tf.random.stateless_normal(tf.shape(mean), tf.stack([seed, t]))
     with tf.GradientTape() as tape:
       z = mean + tf.exp(0.5 * log_var) * eps
-      loss = tf.reduce_sum(net_bits(model, y_hat, z, mean, log_var))
+      loss = tf.reduce_sum(net_bits(model, y_hat, z, mean, log_var,
+                                    hyper_synthesis))
     grads = tape.gradient(loss, [mean, log_var])
     optimizer.apply_gradients(zip(grads, [mean, log_var]))
     return loss
@@ -106,10 +111,14 @@ class BitsBackConfig:
   seed: int = 0
   optimize_y: bool = True  # False: [A5], only q(z) is optimized (y_hat fixed)
   schedule_scale: float = 1.0  # as in `inference.InferenceConfig`
+  compute_dtype: str = "float32"  # as in `inference.InferenceConfig`
 
   def __post_init__(self):
     rounding.check_optimization_settings(self.schedule, self.iterations,
                                          self.eval_every, self.schedule_scale)
+    if self.compute_dtype not in frozen.DTYPES:
+      raise ValueError(f"compute_dtype must be one of {frozen.DTYPES}, not "
+                       f"{self.compute_dtype!r}")
 
   def tau(self, step):
     return rounding.schedule_value(self.schedule, step * self.schedule_scale,
@@ -132,20 +141,29 @@ class BitsBackInference:
     self.lmbda = model.lmbda if config.lmbda is None else float(config.lmbda)
     self.progress_fn = progress_fn
     self.progress_every = progress_every
+    self._hyper_synthesis = None  # set by `run`
 
   def _bits(self, y, mean, log_var, eps):
     """Net bits per image [B] of y and z = mean + std * eps, z ~ q(z | y)."""
     z = mean + tf.exp(0.5 * log_var) * eps
-    return net_bits(self.model, y, z, mean, log_var)
+    return net_bits(self.model, y, z, mean, log_var, self._hyper_synthesis)
 
-  def _loss(self, x, y, mean, log_var, eps, valid_shape):
+  def _loss(self, x, y, mean, log_var, eps, valid_shape, synthesis):
     bits = self._bits(y, mean, log_var, eps)
-    mse, num_pixels = self.model.synthesis_mse(x, y, valid_shape)
+    mse, num_pixels = self.model.synthesis_mse(x, y, valid_shape, synthesis)
     return bits / num_pixels + self.lmbda * mse, bits / num_pixels, mse
 
   def run(self, x, valid_shape=None):
     config = self.config
     model = self.model
+    # Raw-op snapshots of the transforms (`models.frozen`): float32 ones, equal
+    # to the layers bit for bit, for the rates and the monitored loss; the relaxed
+    # objective's synthesis in config.compute_dtype.
+    exact_synthesis = frozen.FrozenTransform(model.synthesis_transform)
+    self._hyper_synthesis = frozen.FrozenTransform(model.hyper_synthesis_transform)
+    synthesis = (exact_synthesis if config.compute_dtype == "float32" else
+                 frozen.FrozenTransform(model.synthesis_transform,
+                                        config.compute_dtype))
     x = tf.convert_to_tensor(x, tf.float32)
     y0, (mean0, log_var0) = model.analyze(x)
     if not config.optimize_y:
@@ -171,14 +189,15 @@ class BitsBackInference:
         if tiled:
           rate = self._bits(y, mean, log_var, eps) / num_pixels
         else:
-          losses, _, _ = self._loss(x, y, mean, log_var, eps, valid)
+          losses, _, _ = self._loss(x, y, mean, log_var, eps, valid, synthesis)
           total = tf.reduce_sum(losses)
       if tiled and config.optimize_y:  # distortion gradient tile by tile
         losses, grads = tiling.rd_gradients(
-            tape, rate, y, variables, model.synthesis_mse_and_gradient(x, y, valid),
-            self.lmbda)
+            tape, rate, y, variables,
+            model.synthesis_mse_and_gradient(x, y, valid, synthesis), self.lmbda)
       elif tiled:  # y is fixed: the distortion is a constant
-        losses = rate + self.lmbda * model.synthesis_mse(x, y, valid)[0]
+        losses = rate + self.lmbda * model.synthesis_mse(x, y, valid,
+                                                         exact_synthesis)[0]
         grads = tape.gradient(rate, variables)
       else:
         grads = tape.gradient(total, variables)
@@ -187,7 +206,8 @@ class BitsBackInference:
 
     @tf.function
     def evaluate():
-      return self._loss(x, tf.round(y_var), mean, log_var, fixed_eps, valid)
+      return self._loss(x, tf.round(y_var), mean, log_var, fixed_eps, valid,
+                        exact_synthesis)
 
     start = time.time()
     clock = progress.Eta(config.iterations)

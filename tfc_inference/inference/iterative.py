@@ -16,10 +16,11 @@ from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_compression as tfc
 
 from tfc_inference.inference import rounding
+from tfc_inference.models import frozen
 from tfc_inference.models import hyperprior
+from tfc_inference.models import noisy_normal
 from tfc_inference.models import tiling
 from tfc_inference.util import metrics
 from tfc_inference.util import progress
@@ -59,12 +60,18 @@ class InferenceConfig:
   # The schedule sees iteration t as t * schedule_scale, e.g. 4 with 500
   # iterations anneals as the paper's schedule does over 2000.
   schedule_scale: float = 1.0
+  # Dtype of the synthesis inside the relaxed objective ("float32" or
+  # "bfloat16", see `models.frozen`); the true loss and the result are float32.
+  compute_dtype: str = "float32"
 
   def __post_init__(self):
     if self.method not in METHODS:
       raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
     rounding.check_optimization_settings(self.schedule, self.iterations,
                                          self.eval_every, self.schedule_scale)
+    if self.compute_dtype not in frozen.DTYPES:
+      raise ValueError(f"compute_dtype must be one of {frozen.DTYPES}, not "
+                       f"{self.compute_dtype!r}")
     defaults = DEFAULT_SCHEDULE.get(self.method, DEFAULT_SCHEDULE["sga"])
     for name, value in zip(("tau0", "annealing_rate", "t0"), defaults):
       if getattr(self, name) is None:
@@ -124,6 +131,21 @@ class IterativeInference:
     self.progress_fn = progress_fn
     self.progress_every = progress_every
     self._rounding = rounding.relaxation_layer(config.method)
+    self._synthesis = self._hyper_synthesis = self._exact = None
+
+  def freeze_transforms(self):
+    """Snapshots the decoder-side transforms as raw ops (`models.frozen`), faster
+    than the layers: `_exact` (synthesis, hyper-synthesis) in float32, whose
+    outputs equal the layers' bit for bit, for the rates and the true loss; the
+    relaxed objective's synthesis in `config.compute_dtype`. `run` calls it, so
+    it sees the weights loaded at that time."""
+    model = self.model
+    self._exact = (frozen.FrozenTransform(model.synthesis_transform),
+                   frozen.FrozenTransform(model.hyper_synthesis_transform))
+    self._hyper_synthesis = self._exact[1]
+    self._synthesis = (self._exact[0] if self.config.compute_dtype == "float32"
+                       else frozen.FrozenTransform(model.synthesis_transform,
+                                                   self.config.compute_dtype))
 
   # -------------------------------------------------------------- objectives
   def _relax(self, v, tau, seed):
@@ -135,13 +157,14 @@ class IterativeInference:
     model = self.model
     offset = model.z_offset
     z_tilde = self._relax(z - offset, tau, seed[0]) + offset
-    loc, indexes = model.y_conditional(z_tilde, tf.shape(y)[1:3])
+    loc, indexes = model.y_conditional(z_tilde, tf.shape(y)[1:3],
+                                       self._hyper_synthesis)
     centered = y if loc is None else y - loc
     y_offsets = self._relax(centered, tau, seed[1])
     y_tilde = y_offsets if loc is None else y_offsets + loc
     scale = hyperprior.scale_fn(
         tf.clip_by_value(indexes, 0., hyperprior.SCALES_LEVELS - 1.))
-    log_p_y = tfc.NoisyNormal(loc=0., scale=scale).log_prob(y_offsets)
+    log_p_y = noisy_normal.log_prob(y_offsets, 0., scale)
     log_p_z = model.hyperprior.log_prob(z_tilde)
     bits = -(tf.reduce_sum(log_p_y, axis=[1, 2, 3]) +
              tf.reduce_sum(log_p_z, axis=[1, 2, 3])) / np.log(2.)
@@ -150,18 +173,22 @@ class IterativeInference:
   def relaxed_loss(self, x, y, z, tau, seed, valid_shape):
     """Relaxed per-image loss [B] (the objective the gradient steps follow)."""
     bits, y_tilde = self.relaxed_rate(y, z, tau, seed)
-    mse, num_pixels = self.model.synthesis_mse(x, y_tilde, valid_shape)
+    mse, num_pixels = self.model.synthesis_mse(x, y_tilde, valid_shape,
+                                               self._synthesis)
     return bits / num_pixels + self.lmbda * mse
 
-  def quantize(self, y, z):
-    """Rounds continuous (y, z) onto the coding grid."""
+  def quantize(self, y, z, hyper_synthesis=None):
+    """Rounds continuous (y, z) onto the coding grid (`hyper_synthesis`: as in
+    the model's `y_conditional`)."""
     z_hat = self.model.quantize_z(z)
-    loc, _ = self.model.y_conditional(z_hat, tf.shape(y)[1:3])
+    loc, _ = self.model.y_conditional(z_hat, tf.shape(y)[1:3], hyper_synthesis)
     return self.model.quantize_y(y, loc), z_hat
 
-  def true_loss(self, x, y, z, valid_shape):
-    y_hat, z_hat = self.quantize(y, z)
-    terms = self.model.true_rd(x, y_hat, z_hat, valid_shape)
+  def true_loss(self, x, y, z, valid_shape, transforms=None):
+    """True R-D loss [B] of the rounded (y, z), its bpp and mse, and the rounded
+    latents. `transforms`: as in the model's `true_rd`."""
+    y_hat, z_hat = self.quantize(y, z, transforms and transforms[1])
+    terms = self.model.true_rd(x, y_hat, z_hat, valid_shape, transforms)
     loss = terms["bpp"] + self.lmbda * terms["mse"]
     return loss, terms["bpp"], terms["mse"], y_hat, z_hat
 
@@ -173,6 +200,7 @@ class IterativeInference:
     optional (y, z) to start from instead of the amortized encoder's output.
     """
     config = self.config
+    self.freeze_transforms()
     x = tf.convert_to_tensor(x, tf.float32)
     y0, z0 = self.model.analyze(x) if init is None else init
     y_var = tf.Variable(y0, name="y")
@@ -195,7 +223,8 @@ class IterativeInference:
       if tiled:  # the distortion's gradient is accumulated tile by tile
         losses, gradients = tiling.rd_gradients(
             tape, bits / num_pixels, y_tilde, [y_var, z_var],
-            self.model.synthesis_mse_and_gradient(x, y_tilde, valid), self.lmbda)
+            self.model.synthesis_mse_and_gradient(x, y_tilde, valid,
+                                                  self._synthesis), self.lmbda)
       else:
         gradients = tape.gradient(total, [y_var, z_var])
       optimizer.apply_gradients(zip(gradients, [y_var, z_var]))
@@ -203,7 +232,7 @@ class IterativeInference:
 
     @tf.function
     def evaluate():
-      return self.true_loss(x, y_var, z_var, valid)
+      return self.true_loss(x, y_var, z_var, valid, self._exact)
 
     start = time.time()
     clock = progress.Eta(config.iterations)
@@ -243,16 +272,14 @@ class IterativeInference:
             psnr=float(metrics.psnr_from_mse(final[2]).mean()),
             elapsed=clock.elapsed(), eta=eta))
     if config.keeps_best:
-      y_hat, z_hat, loss = best_y, best_z, best_loss
-      bpp_mse = None
+      y_hat, z_hat = best_y, best_z
     else:
-      y_hat, z_hat = self.quantize(y_var, z_var)
-      y_hat, z_hat = y_hat.numpy(), z_hat.numpy()
-      loss, bpp_mse = final[0], final[1:]
+      y_hat, z_hat = (v.numpy() for v in self.quantize(y_var, z_var))
       best_iteration = np.full(batch, config.iterations)
-    if bpp_mse is None:
-      terms = self.model.true_rd(x, tf.constant(y_hat), tf.constant(z_hat), valid)
-      bpp_mse = (terms["bpp"].numpy(), terms["mse"].numpy())
+    # The reported terms come from the layers themselves, as the decoder runs them.
+    terms = self.model.true_rd(x, tf.constant(y_hat), tf.constant(z_hat), valid)
+    bpp_mse = (terms["bpp"].numpy(), terms["mse"].numpy())
+    loss = bpp_mse[0] + self.lmbda * bpp_mse[1]
     return InferenceResult(
         y_hat=tf.constant(y_hat), z_hat=tf.constant(z_hat), init_loss=init_loss,
         init_bpp=init_bpp, init_mse=init_mse, loss=np.asarray(loss),

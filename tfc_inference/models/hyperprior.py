@@ -93,8 +93,14 @@ class HyperpriorModel(weights.NamedWeightsMixin, tiling.TiledTransformsMixin,
 
   # ---------------------------------------------------------------- building
   def build_all(self):
-    """Creates every variable by running a tiny forward pass."""
-    self(tf.zeros([1, 64, 64, 3]), training=False)
+    """Creates every variable without running the model (see
+    `transforms.LayerStack`: a forward pass here was most of a cold start)."""
+    n = self.num_filters
+    self.analysis_transform.build_stack([None, None, None, 3])
+    self.synthesis_transform.build_stack([None, None, None, n])
+    self.hyper_analysis_transform.build_stack([None, None, None, n])
+    self.hyper_synthesis_transform.build_stack([None, None, None, n])
+    self.built = True
 
   _PARTS = ("analysis_transform", "synthesis_transform",
             "hyper_analysis_transform", "hyper_synthesis_transform", "hyperprior")
@@ -136,27 +142,37 @@ class HyperpriorModel(weights.NamedWeightsMixin, tiling.TiledTransformsMixin,
     return terms
 
   # ---------------------------------------------------------------- coding
-  def y_conditional(self, z_hat, y_shape):
-    """Parameters of p(y | z_hat): (loc or None, float scale indexes), cropped."""
+  def y_conditional(self, z_hat, y_shape, hyper_synthesis=None):
+    """Parameters of p(y | z_hat): (loc or None, float scale indexes), cropped to
+    `y_shape` (h, w). `hyper_synthesis`: a stand-in for the hyper-synthesis
+    transform, e.g. its `frozen.FrozenTransform`."""
+    transform = hyper_synthesis or self.hyper_synthesis_transform
+    params = transform(z_hat)[:, :y_shape[0], :y_shape[1], :]
+    return self._split_conditional(params)
+
+  def _split_conditional(self, params):
+    """(loc or None, scale indexes) from the hyper-synthesis output."""
     raise NotImplementedError
 
-  def synthesize(self, y_hat):
+  def synthesize(self, y_hat, synthesis=None):
     """Reconstruction `x_hat` in [0, 255] (clipped, not rounded), full padded size
-    (tile by tile inside `tiled`)."""
-    return tf.clip_by_value(self.run_synthesis(y_hat), 0., 255.)
+    (tile by tile inside `tiled`). `synthesis`: as in `synthesis_mse`."""
+    return tf.clip_by_value(self.run_synthesis(y_hat, synthesis), 0., 255.)
 
-  def synthesis_mse(self, x, y, valid_shape=None):
+  def synthesis_mse(self, x, y, valid_shape=None, synthesis=None):
     """Per-image MSE [B] of the unclipped synthesis of `y` against `x` over the
     valid region, and that region's pixel count. Inside `tiled` the forward pass
     runs tile by tile, but a gradient through it would keep every tile's
-    activations: take gradients with `synthesis_mse_and_gradient`."""
-    return masked_mse(x, self.run_synthesis(y), valid_shape)
+    activations: take gradients with `synthesis_mse_and_gradient`.
+    `synthesis`: a stand-in for the synthesis transform (e.g. its
+    `frozen.FrozenTransform` in bfloat16)."""
+    return masked_mse(x, self.run_synthesis(y, synthesis), valid_shape)
 
-  def synthesis_mse_and_gradient(self, x, y, valid_shape=None):
+  def synthesis_mse_and_gradient(self, x, y, valid_shape=None, synthesis=None):
     """(MSE [B], d MSE / d y) of the unclipped synthesis, tile by tile
     (`tiling.mse_and_gradient`; one tile outside `tiled`)."""
-    return tiling.mse_and_gradient(self.synthesis_transform, x, y, self.tile,
-                                   valid_shape)
+    return tiling.mse_and_gradient(synthesis or self.synthesis_transform, x, y,
+                                   self.tile, valid_shape)
 
 
 class RangeCodedHyperprior(HyperpriorModel):
@@ -183,13 +199,6 @@ class RangeCodedHyperprior(HyperpriorModel):
     y_tilde, bits_y = self.y_entropy_model(y, indexes, loc=loc, training=training)
     x_tilde = self.synthesis_transform(y_tilde)
     return self._finish_rd(x, x_tilde, bits_y + bits_z)
-
-  def _split_conditional(self, params):
-    raise NotImplementedError
-
-  def y_conditional(self, z_hat, y_shape):
-    params = self.hyper_synthesis_transform(z_hat)[:, :y_shape[0], :y_shape[1], :]
-    return self._split_conditional(params)
 
   # ---- quantization grids
   @property
@@ -220,28 +229,31 @@ class RangeCodedHyperprior(HyperpriorModel):
     z = self.hyper_analysis_transform(self.hyper_analysis_input(y))
     return y, z
 
-  def true_bits(self, y_hat, z_hat):
+  def true_bits(self, y_hat, z_hat, hyper_synthesis=None):
     """Bits per image [B] of already-quantized latents: the rate the range coder
-    approaches (no synthesis)."""
+    approaches (no synthesis). `hyper_synthesis`: as in `y_conditional`."""
     rate_model = tfc.ContinuousBatchedEntropyModel(
         self.hyperprior, coding_rank=3, compression=False,
         quantization_offset=self.z_offset)
     _, bits_z = rate_model(z_hat, training=False)
     y_shape = tf.shape(y_hat)[1:3]
-    loc, indexes = self.y_conditional(z_hat, y_shape)
+    loc, indexes = self.y_conditional(z_hat, y_shape, hyper_synthesis)
     _, bits_y = self.y_entropy_model(
         y_hat, coding_indexes(indexes), loc=loc, training=False)
     return bits_y + bits_z
 
-  def true_rd(self, x, y_hat, z_hat, valid_shape=None):
+  def true_rd(self, x, y_hat, z_hat, valid_shape=None, transforms=None):
     """Exact R-D terms of already-quantized latents (what the file will cost).
 
     `valid_shape` (height, width) excludes the padding from distortion and pixel
     count. Returns per-image dict: `bits` [B] (rate the range coder approaches),
     `mse` [B], `loss` [B] = bpp + lmbda * mse, `bpp` [B], and `x_hat` (padded).
+    `transforms`: optional (synthesis, hyper-synthesis) stand-ins computing what
+    the layers compute, e.g. their float32 `frozen.FrozenTransform`s.
     """
-    bits = self.true_bits(y_hat, z_hat)
-    x_hat = self.synthesize(y_hat)
+    synthesis, hyper_synthesis = transforms or (None, None)
+    bits = self.true_bits(y_hat, z_hat, hyper_synthesis)
+    x_hat = self.synthesize(y_hat, synthesis)
     mse, num_pixels = masked_mse(x, x_hat, valid_shape)
     bpp = bits / num_pixels
     return dict(bits=bits, bpp=bpp, mse=mse, loss=bpp + self.lmbda * mse,
@@ -396,8 +408,7 @@ class BitsBackHyperprior(HyperpriorModel):
     mean, log_var = tf.split(params, 2, axis=-1)
     return mean, tf.clip_by_value(log_var, -20., 10.)
 
-  def y_conditional(self, z, y_shape):
-    params = self.hyper_synthesis_transform(z)[:, :y_shape[0], :y_shape[1], :]
+  def _split_conditional(self, params):
     loc, indexes = tf.split(params, 2, axis=-1)
     return loc, indexes
 

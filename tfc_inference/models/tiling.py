@@ -265,5 +265,6 @@ class TiledTransformsMixin:
   def run_analysis(self, x):
     return analyze(self.analysis_transform, x, self.tile)
 
-  def run_synthesis(self, y):
-    return synthesize(self.synthesis_transform, y, self.tile)
+  def run_synthesis(self, y, synthesis=None):
+    """`synthesis` (default: the model's synthesis transform) of y, tile by tile."""
+    return synthesize(synthesis or self.synthesis_transform, y, self.tile)

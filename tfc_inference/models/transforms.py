@@ -1,7 +1,7 @@
 """Convolutional transforms of the hyperprior models (Ballé et al. 2018, Minnen et al. 2018).
 
-All transforms are `tf.keras.Sequential` stacks of `tfc.SignalConv2D` layers, as in
-tfc's `bmshj2018` model. Images enter the analysis transform as float32 in [0, 255]
+All transforms are stacks (`LayerStack`, a leaner `tf.keras.Sequential`) of
+`tfc.SignalConv2D` layers, as in tfc's `bmshj2018` model. Images enter the analysis transform as float32 in [0, 255]
 with shape `[batch, height, width, 3]`; height and width must be multiples of 64 so
 that the hyper-latents have integral size (see `image_io.pad_to_multiple`).
 """
@@ -49,7 +49,43 @@ def signal_conv(filters, kernel, name, *, down=1, up=1, bias=True,
       strides_up=up, padding="same_zeros", use_bias=bias, activation=activation)
 
 
-class AnalysisTransform(tf.keras.Sequential):
+class LayerStack(tf.keras.Sequential):
+  """A `tf.keras.Sequential` that runs its layers directly.
+
+  On its first call and on every new input shape, a Sequential builds a functional
+  graph network of Keras symbolic tensors, autograph-converting every layer's
+  `call`: that was more than half of a cold `compress` (loading a checkpoint ran a
+  tiny forward pass just to create the variables). A `LayerStack` call just runs
+  its layers, and `build_stack` creates the variables without running anything.
+  It stays a Sequential so that training checkpoints keep their object graph.
+  """
+
+  def call(self, inputs, training=None, mask=None):  # pylint: disable=unused-argument
+    outputs = inputs
+    for layer in self.layers:
+      outputs = layer(outputs)
+    return outputs
+
+  def build_stack(self, input_shape):
+    """Creates every variable for inputs of `input_shape` (only the channel
+    count must be known); returns the output shape."""
+    shape = tf.TensorShape(input_shape)
+    for layer in self.layers:
+      # The name scopes a first call would open, so variables get the same
+      # names (`weights` keys on the part below the layer's name).
+      with tf.name_scope(layer.name):
+        if not layer.built:
+          layer.build(shape)
+        shape = layer.compute_output_shape(shape)
+        activation = getattr(layer, "activation", None)
+        if isinstance(activation, tf.keras.layers.Layer) and not activation.built:
+          with tf.name_scope(activation.name):  # a GDN, built by the first call
+            activation.build(shape)
+    self.built = True
+    return shape
+
+
+class AnalysisTransform(LayerStack):
   """x [B, H, W, 3] in [0, 255] -> y [B, H/16, W/16, num_filters]."""
 
   def __init__(self, num_filters, name="analysis"):
@@ -61,7 +97,7 @@ class AnalysisTransform(tf.keras.Sequential):
     self.add(signal_conv(num_filters, 5, "layer_3", down=2, bias=False))
 
 
-class SynthesisTransform(tf.keras.Sequential):
+class SynthesisTransform(LayerStack):
   """y_hat [B, h, w, num_filters] -> x_hat [B, 16h, 16w, 3] in [0, 255] (unclipped)."""
 
   def __init__(self, num_filters, name="synthesis"):
@@ -73,7 +109,7 @@ class SynthesisTransform(tf.keras.Sequential):
     self.add(tf.keras.layers.Lambda(lambda x: x * 255.))
 
 
-class HyperAnalysisTransform(tf.keras.Sequential):
+class HyperAnalysisTransform(LayerStack):
   """y [B, h, w, N] -> z [B, h/4, w/4, out_channels] (3x3/1, 5x5/2, 5x5/2, ReLU)."""
 
   def __init__(self, num_filters, out_channels=None, name="hyper_analysis"):
@@ -84,7 +120,7 @@ class HyperAnalysisTransform(tf.keras.Sequential):
                    bias=out_channels is not None))
 
 
-class HyperSynthesisTransform(tf.keras.Sequential):
+class HyperSynthesisTransform(LayerStack):
   """z_hat [B, h/4, w/4, N] -> [B, h, w, out_channels] (5x5 up2, 5x5 up2, 3x3, ReLU)."""
 
   def __init__(self, num_filters, out_channels, name="hyper_synthesis"):

@@ -47,7 +47,7 @@ LOG_SIGMA_MAX = 5.
 _conv = transforms.signal_conv
 
 
-class VAEAnalysisTransform(tf.keras.Sequential):
+class VAEAnalysisTransform(transforms.LayerStack):
   """x [B, H, W, 3] in [0, 255] -> [B, H/16, W/16, 2N]: (mu, log sigma) of q(y|x)."""
 
   def __init__(self, num_filters, name="analysis"):
@@ -60,7 +60,7 @@ class VAEAnalysisTransform(tf.keras.Sequential):
     self.add(_conv(2 * num_filters, 5, "layer_2", down=2))
 
 
-class VAESynthesisTransform(tf.keras.Sequential):
+class VAESynthesisTransform(transforms.LayerStack):
   """y [B, h, w, N] -> x_hat [B, 16h, 16w, 3] on the 0-255 scale (unclipped)."""
 
   def __init__(self, num_filters, name="synthesis"):
@@ -99,8 +99,11 @@ class BLS2017VAE(NamedWeightsMixin, tiling.TiledTransformsMixin, tf.keras.Model)
     self.synthesis_transform = VAESynthesisTransform(self.num_filters)
 
   def build_all(self):
-    """Creates every variable by running a tiny forward pass."""
-    self.relaxed_rd(tf.zeros([1, SIZE_MULTIPLE, SIZE_MULTIPLE, 3]), training=False)
+    """Creates every variable without running the model (see
+    `transforms.LayerStack`)."""
+    self.analysis_transform.build_stack([None, None, None, 3])
+    self.synthesis_transform.build_stack([None, None, None, self.num_filters])
+    self.built = True
 
   # ---------------------------------------------------------------- weights
   def posterior(self, x):

@@ -27,8 +27,8 @@ def _key(part, layer, variable, module_level):
 class NamedWeightsMixin:
   """Adds stable weight naming and (partial) loading to a Keras model.
 
-  Subclasses list their weight-holding attributes in `_PARTS`: Keras Sequential
-  stacks, or tf.Modules (e.g. an entropy model's density).
+  Subclasses list their weight-holding attributes in `_PARTS`: Keras stacks of
+  layers (`transforms.LayerStack`, Sequential), or tf.Modules (e.g. an entropy model's density).
   """
 
   _PARTS = ()
@@ -38,7 +38,7 @@ class NamedWeightsMixin:
     named = {}
     for part in self._PARTS:
       module = getattr(self, part)
-      is_stack = isinstance(module, tf.keras.Sequential)
+      is_stack = isinstance(module, tf.keras.Model)  # a stack of layers
       for layer in (module.layers if is_stack else [module]):
         for var in layer.trainable_variables + layer.non_trainable_variables:
           key = _key(part, layer, var, module_level=not is_stack)

@@ -1,0 +1,101 @@
+"""Fast paths of iterative inference: frozen decoder-side transforms (float32
+equals the tfc layers bit for bit, bfloat16 stays close, bfloat16 SGA still reports
+the layers' numbers) and the two-log-CDF noisy Gaussian."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+from tfc_inference.inference import iterative
+from tfc_inference.models import checkpoints
+from tfc_inference.models import frozen
+from tfc_inference.models import hyperprior
+from tfc_inference.models import noisy_normal
+from tfc_inference.util import synthetic
+
+from conftest import TINY_FILTERS
+
+
+def _model(checkpoint_dir, prefix):
+  name = hyperprior.run_name(prefix, TINY_FILTERS, 0.01)
+  return checkpoints.load_run(name, checkpoint_dir)[0]
+
+
+def _latents(model, height=128, width=192):
+  x = tf.constant(synthetic.image_batch(2, height, width, seed=3), tf.float32)
+  y, z = model.analyze(x)
+  return y, (z[0] if isinstance(z, tuple) else z)
+
+
+@pytest.mark.parametrize("prefix", sorted(hyperprior.MODEL_CLASSES))
+def test_float32_equals_the_layers_bit_for_bit(checkpoint_dir, prefix):
+  model = _model(checkpoint_dir, prefix)
+  y, z = _latents(model)
+  for transform, inputs in ((model.synthesis_transform, y),
+                            (model.hyper_synthesis_transform, z)):
+    fast = frozen.FrozenTransform(transform)
+    np.testing.assert_array_equal(fast(inputs).numpy(),
+                                  transform(inputs).numpy())
+    np.testing.assert_array_equal(tf.function(fast)(inputs).numpy(),
+                                  tf.function(transform)(inputs).numpy())
+
+
+def test_bfloat16_is_close_and_returns_float32(checkpoint_dir):
+  model = _model(checkpoint_dir, "mbt2018")
+  y, _ = _latents(model)
+  reference = model.synthesis_transform(y)
+  fast = frozen.FrozenTransform(model.synthesis_transform, "bfloat16")
+  out = fast(y)
+  assert out.dtype == tf.float32 and out.shape == reference.shape
+  # bfloat16 keeps 8 significant bits: about 0.4% relative error per value.
+  error = tf.reduce_mean(tf.square(out - reference))
+  assert float(error) < 1e-4 * float(tf.reduce_mean(tf.square(reference)))
+  # The gradient w.r.t. y points the same way.
+  grads = []
+  for transform in (model.synthesis_transform, fast):
+    with tf.GradientTape() as tape:
+      tape.watch(y)
+      loss = tf.reduce_sum(tf.square(transform(y) - 128.))
+    grads.append(tape.gradient(loss, y))
+  cosine = tf.reduce_sum(grads[0] * grads[1]) / (
+      tf.norm(grads[0]) * tf.norm(grads[1]))
+  assert float(cosine) > 0.99
+
+
+def test_refuses_what_it_cannot_run(checkpoint_dir):
+  model = _model(checkpoint_dir, "mbt2018")
+  with pytest.raises(ValueError, match="downsampling"):
+    frozen.FrozenTransform(model.analysis_transform)
+  with pytest.raises(ValueError, match="dtype"):
+    frozen.FrozenTransform(model.synthesis_transform, "float16")
+
+
+def test_bfloat16_sga_reports_the_layers_numbers(checkpoint_dir):
+  """The relaxed objective may run in bfloat16, but the rounded latents' reported
+  loss is the float32 layers' (what the decoder computes)."""
+  model = _model(checkpoint_dir, "mbt2018")
+  x = tf.constant(synthetic.image_batch(1, 128, 128, seed=5), tf.float32)
+  config = iterative.InferenceConfig(iterations=20, compute_dtype="bfloat16")
+  result = iterative.IterativeInference(model, config).run(x)
+  terms = model.true_rd(x, result.y_hat, result.z_hat)
+  np.testing.assert_array_equal(result.bpp, terms["bpp"].numpy())
+  np.testing.assert_array_equal(result.mse, terms["mse"].numpy())
+  assert result.loss[0] < result.init_loss[0]
+
+
+@pytest.mark.parametrize("scale", [0.11, 0.7, 3., 256.])
+def test_noisy_normal_log_prob_equals_tfc(scale):
+  x = tf.constant(np.linspace(-40., 40., 801), tf.float32)
+  loc = tf.constant(0.3)
+  results = []
+  for fn in (lambda v: noisy_normal.log_prob(v, loc, scale),
+             lambda v: tfc.NoisyNormal(loc=loc, scale=scale).log_prob(v)):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      log_p = fn(x)
+    results.append((log_p.numpy(), tape.gradient(log_p, x).numpy()))
+  (ours, our_grad), (theirs, their_grad) = results
+  assert np.all(np.isfinite(ours)) and np.all(np.isfinite(our_grad))
+  np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(our_grad, their_grad, rtol=1e-3, atol=1e-3)

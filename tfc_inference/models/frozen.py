@@ -1,0 +1,158 @@
+"""Decoder-side transforms as raw TF ops on frozen weights, in float32 or bfloat16.
+
+Iterative inference evaluates and differentiates the synthesis and hyper-synthesis
+thousands of times with fixed weights. Through tfc's layers, every call rebuilds
+each kernel from its RDFT parameterization and GDN's gamma and beta from their
+reparameterizations, and the layers refuse bfloat16. `FrozenTransform` reads those
+tensors once and runs the ops each `tfc.SignalConv2D` (with its GDN or ReLU
+activation) runs, on copies of them in the compute dtype:
+
+  * float32: the very ops tfc runs (explicit "same_zeros" padding), so the outputs
+    equal the layers' bit for bit;
+  * bfloat16: oneDNN has no fast bfloat16 kernel for explicit padding (20x slower
+    than float32 on our CPUs), so the ops use "SAME" padding with the kernel grown
+    by zeros to keep tfc's alignment: the same sums, rounded to bfloat16.
+
+Use bfloat16 only for relaxed objectives: everything the decoder must reproduce
+(the true loss, the final rounding, the reconstruction) runs in float32, so files
+decode exactly whatever dtype the optimization ran in.
+"""
+
+import tensorflow as tf
+import tensorflow_compression as tfc
+
+DTYPES = ("float32", "bfloat16")
+
+
+def _require(condition, layer, what):
+  if not condition:
+    raise ValueError(f"FrozenTransform cannot run layer {layer.name!r}: {what}")
+
+
+def _frozen_activation(layer, dtype):
+  """The layer's activation as a function of dtype tensors."""
+  activation = layer.activation
+  if activation is None or activation is tf.keras.activations.linear:
+    return None
+  if activation is tf.nn.relu or activation is tf.keras.activations.relu:
+    return tf.nn.relu
+  _require(isinstance(activation, tfc.GDN), layer,
+           "the activation must be linear, ReLU or a GDN")
+  gdn = activation
+  _require(not gdn.rectify, layer, "rectified GDN is not supported")
+  _require(not callable(gdn.alpha_parameter) and float(gdn.alpha) == 1., layer,
+           "GDN alpha must be fixed at 1")
+  _require(not callable(gdn.epsilon_parameter) and float(gdn.epsilon) == 1.,
+           layer, "GDN epsilon must be fixed at 1")
+  gamma = tf.convert_to_tensor(gdn.gamma)
+  gamma = tf.cast(tf.reshape(gamma, [1, 1] + gamma.shape.as_list()), dtype)
+  beta = tf.cast(tf.convert_to_tensor(gdn.beta), dtype)
+
+  def apply(x):  # GDN with alpha = epsilon = 1: x / or * (beta + gamma |x|)
+    norm = tf.nn.bias_add(tf.nn.convolution(tf.abs(x), gamma, padding="VALID"),
+                          beta)
+    return x * norm if gdn.inverse else x / norm
+  return apply
+
+
+class _FrozenConv:
+  """One `tfc.SignalConv2D` of a decoder-side transform: an upsampling convolution
+  or a stride-1 convolution/correlation, "same_zeros" padding, channels last."""
+
+  def __init__(self, layer, dtype):
+    _require(not layer.channel_separable, layer, "separable kernels")
+    _require(layer.padding == "same_zeros" and layer.use_explicit, layer,
+             "padding must be explicit same_zeros")
+    _require(layer.data_format == "channels_last", layer, "channels_last only")
+    _require(all(s == 1 for s in layer.strides_down), layer, "no downsampling")
+    _require(all(k % 2 == 1 for k in layer.kernel_support), layer, "odd kernels")
+    self.dtype = dtype
+    self.filters = layer.filters
+    self.strides = tuple(layer.strides_up)
+    self.upsampling = any(s > 1 for s in self.strides)
+    kernel = tf.convert_to_tensor(layer.kernel)
+    support = layer.kernel_support
+    if self.upsampling:
+      _require(not layer.corr and all(s > 1 for s in self.strides), layer,
+               "upsampling must be a convolution in both dimensions")
+      _require(layer.extra_pad_end, layer, "extra_pad_end must be set")
+      if dtype == tf.float32:  # tfc's explicit padding: k // 2 before, rest after
+        self.padding = ([[0, 0]] + [[k // 2, (k - 1) // 2] for k in support] +
+                        [[0, 0]])
+      else:
+        # "SAME" pads (K - s) // 2 before a kernel of size K at stride s: growing
+        # the kernel by s - 1 zeros at its end (K = k - 1 + s) aligns it as tfc.
+        kernel = tf.pad(kernel, [[0, s - 1] for s in self.strides] + [[0, 0]] * 2)
+        self.padding = "SAME"
+      # conv2d_transpose takes the kernel as [kh, kw, out, in].
+      kernel = tf.transpose(kernel, [0, 1, 3, 2])
+    else:
+      if not layer.corr:  # tfc runs a stride-1 convolution as a flipped correlation
+        kernel = kernel[::-1, ::-1]
+      # For stride 1 and odd kernels, same_zeros pads k // 2 on both sides, as
+      # "SAME" does; float32 keeps tfc's explicit form to match it bit for bit.
+      self.padding = ([[0, 0]] + [[k // 2, k // 2] for k in support] + [[0, 0]]
+                      if dtype == tf.float32 else "SAME")
+    self.kernel = tf.cast(kernel, dtype)
+    self.bias = (tf.cast(tf.convert_to_tensor(layer.bias), dtype)
+                 if layer.use_bias else None)
+    self.activation = _frozen_activation(layer, dtype)
+
+  def __call__(self, inputs):
+    if self.upsampling:
+      shape = tf.shape(inputs)
+      output_shape = tf.stack([shape[0], shape[1] * self.strides[0],
+                               shape[2] * self.strides[1], self.filters])
+      outputs = tf.nn.conv2d_transpose(inputs, self.kernel, output_shape,
+                                       strides=self.strides, padding=self.padding)
+    else:
+      outputs = tf.nn.conv2d(inputs, self.kernel, strides=1, padding=self.padding)
+    if self.bias is not None:
+      outputs = tf.nn.bias_add(outputs, self.bias)
+    if self.activation is not None:
+      outputs = self.activation(outputs)
+    return outputs
+
+
+class FrozenTransform:
+  """A synthesis or hyper-synthesis transform run as raw ops on a weight snapshot.
+
+  Args:
+    transform: a built `transforms.SynthesisTransform` or
+      `HyperSynthesisTransform` (a Sequential of `SignalConv2D`s, optionally
+      followed by a scaling Lambda).
+    dtype: compute dtype, "float32" or "bfloat16". With bfloat16, a last
+      convolution to at most 3 channels (the synthesis' RGB output, about 11% of
+      its work) still runs in float32: in bfloat16 its 0-255 outputs would be
+      rounded to steps of 1.
+
+  Call with a float32 tensor `[B, h, w, C]`; returns float32, the shape the
+  transform returns. The snapshot is taken at construction: make a new one when
+  the weights change.
+  """
+
+  def __init__(self, transform, dtype="float32"):
+    if dtype not in DTYPES and tf.as_dtype(dtype).name not in DTYPES:
+      raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
+    self.dtype = tf.as_dtype(dtype)
+    convs = [l for l in transform.layers if isinstance(l, tfc.SignalConv2D)]
+    if not convs or not all(l.built for l in convs):
+      raise ValueError("FrozenTransform needs a built transform")
+    # The original layers, for their geometry (e.g. `tiling.halo`).
+    self.layers = list(transform.layers)
+    self._steps = []
+    for layer in transform.layers:
+      if isinstance(layer, tfc.SignalConv2D):
+        rgb_output = layer is convs[-1] and layer.filters <= 3
+        self._steps.append(
+            _FrozenConv(layer, tf.float32 if rgb_output else self.dtype))
+      elif isinstance(layer, tf.keras.layers.Lambda):
+        self._steps.append(layer.function)  # Keras' call would cast to float32
+      else:
+        raise ValueError(f"FrozenTransform cannot run layer {layer.name!r}")
+
+  def __call__(self, inputs):
+    outputs = tf.convert_to_tensor(inputs, tf.float32)
+    for step in self._steps:
+      outputs = step(tf.cast(outputs, getattr(step, "dtype", outputs.dtype)))
+    return tf.cast(outputs, tf.float32)
