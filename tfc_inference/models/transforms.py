@@ -73,7 +73,7 @@ class LayerStack(tf.keras.Sequential):
     for layer in self.layers:
       # The name scopes a first call would open, so variables get the same
       # names (`weights` keys on the part below the layer's name).
-      with tf.name_scope(layer.name):
+      with tf.name_scope(self.name), tf.name_scope(layer.name):
         if not layer.built:
           layer.build(shape)
         shape = layer.compute_output_shape(shape)
