@@ -96,9 +96,11 @@ class Options:
     if not self.schedule_scale > 0:
       raise UserError(
           f"--schedule_scale must be > 0, got {self.schedule_scale}")
-    if self.compute_dtype not in ("float32", "bfloat16"):
-      raise UserError("--compute_dtype must be float32 or bfloat16, got "
-                      f"{self.compute_dtype!r}")
+    from tfc_inference.models import frozen  # pylint: disable=import-outside-toplevel
+    try:
+      frozen.check_dtype(self.compute_dtype)
+    except ValueError as error:
+      raise UserError(f"--{error}") from None
     if self.batch_images < 1:
       raise UserError(f"--batch_images must be >= 1, got {self.batch_images}")
     if not self.jpeg_qualities:

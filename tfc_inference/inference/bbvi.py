@@ -116,9 +116,7 @@ class BitsBackConfig:
   def __post_init__(self):
     rounding.check_optimization_settings(self.schedule, self.iterations,
                                          self.eval_every, self.schedule_scale)
-    if self.compute_dtype not in frozen.DTYPES:
-      raise ValueError(f"compute_dtype must be one of {frozen.DTYPES}, not "
-                       f"{self.compute_dtype!r}")
+    frozen.check_dtype(self.compute_dtype)
 
   def tau(self, step):
     return rounding.schedule_value(self.schedule, step * self.schedule_scale,
@@ -156,14 +154,10 @@ class BitsBackInference:
   def run(self, x, valid_shape=None):
     config = self.config
     model = self.model
-    # Raw-op snapshots of the transforms (`models.frozen`): float32 ones, equal
-    # to the layers bit for bit, for the rates and the monitored loss; the relaxed
-    # objective's synthesis in config.compute_dtype.
-    exact_synthesis = frozen.FrozenTransform(model.synthesis_transform)
-    self._hyper_synthesis = frozen.FrozenTransform(model.hyper_synthesis_transform)
-    synthesis = (exact_synthesis if config.compute_dtype == "float32" else
-                 frozen.FrozenTransform(model.synthesis_transform,
-                                        config.compute_dtype))
+    # Raw-op snapshots (`models.frozen`): float32 for the rates and the monitored
+    # loss, the relaxed objective's synthesis in config.compute_dtype.
+    (exact_synthesis, self._hyper_synthesis), synthesis = (
+        frozen.inference_transforms(model, config.compute_dtype))
     x = tf.convert_to_tensor(x, tf.float32)
     y0, (mean0, log_var0) = model.analyze(x)
     if not config.optimize_y:

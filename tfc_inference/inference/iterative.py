@@ -69,9 +69,7 @@ class InferenceConfig:
       raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
     rounding.check_optimization_settings(self.schedule, self.iterations,
                                          self.eval_every, self.schedule_scale)
-    if self.compute_dtype not in frozen.DTYPES:
-      raise ValueError(f"compute_dtype must be one of {frozen.DTYPES}, not "
-                       f"{self.compute_dtype!r}")
+    frozen.check_dtype(self.compute_dtype)
     defaults = DEFAULT_SCHEDULE.get(self.method, DEFAULT_SCHEDULE["sga"])
     for name, value in zip(("tau0", "annealing_rate", "t0"), defaults):
       if getattr(self, name) is None:
@@ -139,13 +137,9 @@ class IterativeInference:
     outputs equal the layers' bit for bit, for the rates and the true loss; the
     relaxed objective's synthesis in `config.compute_dtype`. `run` calls it, so
     it sees the weights loaded at that time."""
-    model = self.model
-    self._exact = (frozen.FrozenTransform(model.synthesis_transform),
-                   frozen.FrozenTransform(model.hyper_synthesis_transform))
+    self._exact, self._synthesis = frozen.inference_transforms(
+        self.model, self.config.compute_dtype)
     self._hyper_synthesis = self._exact[1]
-    self._synthesis = (self._exact[0] if self.config.compute_dtype == "float32"
-                       else frozen.FrozenTransform(model.synthesis_transform,
-                                                   self.config.compute_dtype))
 
   # -------------------------------------------------------------- objectives
   def _relax(self, v, tau, seed):

@@ -24,6 +24,24 @@ import tensorflow_compression as tfc
 DTYPES = ("float32", "bfloat16")
 
 
+def check_dtype(dtype):
+  """Raises ValueError unless `dtype` names one of `DTYPES`."""
+  if dtype not in DTYPES:
+    raise ValueError(f"compute_dtype must be one of {DTYPES}, not {dtype!r}")
+
+
+def inference_transforms(model, compute_dtype="float32"):
+  """The snapshots iterative inference needs from a hyperprior model:
+  (synthesis, hyper-synthesis) in float32, equal to the layers bit for bit (for
+  rates, true losses and anything a decoder repeats), and the relaxed
+  objective's synthesis in `compute_dtype` (the float32 one when that is float32)."""
+  exact = (FrozenTransform(model.synthesis_transform),
+           FrozenTransform(model.hyper_synthesis_transform))
+  relaxed = (exact[0] if compute_dtype == "float32" else
+             FrozenTransform(model.synthesis_transform, compute_dtype))
+  return exact, relaxed
+
+
 def _require(condition, layer, what):
   if not condition:
     raise ValueError(f"FrozenTransform cannot run layer {layer.name!r}: {what}")
@@ -132,8 +150,7 @@ class FrozenTransform:
   """
 
   def __init__(self, transform, dtype="float32"):
-    if dtype not in DTYPES and tf.as_dtype(dtype).name not in DTYPES:
-      raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
+    check_dtype(tf.as_dtype(dtype).name if isinstance(dtype, tf.DType) else dtype)
     self.dtype = tf.as_dtype(dtype)
     convs = [l for l in transform.layers if isinstance(l, tfc.SignalConv2D)]
     if not convs or not all(l.built for l in convs):
