@@ -271,11 +271,21 @@ def test_banded_ms_ssim_equals_tf(monkeypatch):
   rng = np.random.default_rng(1)
   a = rng.integers(0, 256, (301, 403, 3), dtype=np.uint8)
   b = np.clip(a.astype(int) + rng.integers(-20, 21, a.shape), 0, 255).astype(np.uint8)
-  expected = metrics.ms_ssim(a, b)
-  monkeypatch.setattr(metrics, "_MS_SSIM_BAND_PIXELS", 1000)  # the banded path
+  expected = float(tf.image.ssim_multiscale(
+      tf.constant(a, tf.float32), tf.constant(b, tf.float32), max_val=255.))
   whole = metrics.ms_ssim(a, b)  # one band
   monkeypatch.setattr(metrics, "_MS_SSIM_BAND_VALUES", 40 * 403 * 3)
   banded = metrics.ms_ssim(a, b)  # bands of 40 rows
   assert banded == pytest.approx(whole, abs=1e-12)
-  # TF averages the maps in float32, the bands in float64.
+  # TF computes the maps in float32, ours in float64.
   assert banded == pytest.approx(expected, abs=1e-5)
+
+
+def test_separable_ssim_window_equals_the_2d_window():
+  rng = np.random.default_rng(2)
+  x = rng.uniform(0, 255, (23, 19, 3))
+  taps = metrics._gaussian_taps(11)  # pylint: disable=protected-access
+  window = np.outer(taps, taps)
+  direct = np.array([[np.sum(x[i:i + 11, j:j + 11] * window[..., None], (0, 1))
+                      for j in range(19 - 10)] for i in range(23 - 10)])
+  np.testing.assert_allclose(metrics._blur(x, taps), direct, rtol=1e-12)  # pylint: disable=protected-access
