@@ -84,7 +84,7 @@ def _ms_ssim(a, b, power_factors, filter_size):
   with TF to about 1e-6.
   """
   taps = _gaussian_taps(filter_size)
-  images = [np.asarray(a, np.float32), np.asarray(b, np.float32)]
+  images = [np.asarray(a), np.asarray(b)]  # uint8 until the first pooling
   factors = []
   for scale in range(len(power_factors)):
     if scale:
@@ -142,6 +142,7 @@ def _ssim_sums(a, b, taps):
 def _average_pool_2x2(x):
   """TF's MS-SSIM downsampling: odd sides repeat their last row/column, then
   each 2x2 block is averaged (float32, as TF's avg_pool)."""
+  x = np.asarray(x, np.float32)
   height, width = x.shape[:2]
   if height % 2:
     x = np.concatenate([x, x[-1:]], 0)
