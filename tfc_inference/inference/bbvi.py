@@ -139,7 +139,16 @@ class BitsBackInference:
     self.lmbda = model.lmbda if config.lmbda is None else float(config.lmbda)
     self.progress_fn = progress_fn
     self.progress_every = progress_every
-    self._hyper_synthesis = None  # set by `run`
+    self._exact = self._synthesis = self._hyper_synthesis = None  # `freeze_transforms`
+
+  def freeze_transforms(self):
+    """Snapshots the decoder-side transforms as raw ops (`models.frozen`):
+    `_exact` (synthesis, hyper-synthesis) in float32 for the rates and the
+    monitored loss, `_synthesis` for the relaxed objective in
+    `config.compute_dtype`. `run` calls it."""
+    self._exact, self._synthesis = frozen.inference_transforms(
+        self.model, self.config.compute_dtype)
+    self._hyper_synthesis = self._exact[1]
 
   def _bits(self, y, mean, log_var, eps):
     """Net bits per image [B] of y and z = mean + std * eps, z ~ q(z | y)."""
@@ -151,13 +160,44 @@ class BitsBackInference:
     mse, num_pixels = self.model.synthesis_mse(x, y, valid_shape, synthesis)
     return bits / num_pixels + self.lmbda * mse, bits / num_pixels, mse
 
+  def relaxed_loss_and_gradients(self, x, y, mean, log_var, tau, t, valid_shape):
+    """One step's relaxed per-image losses [B] and the gradients of their sum
+    w.r.t. (mean, log_var) and, with `config.optimize_y`, `y` (in that order).
+
+    Iteration `t` draws z's noise and SGA's noise from `config.seed`. While the
+    model is tiled, the distortion's gradient is accumulated tile by tile (the
+    same gradient up to float rounding).
+    """
+    config, model = self.config, self.model
+    variables = [mean, log_var] + ([y] if config.optimize_y else [])
+    eps = tf.random.stateless_normal(tf.shape(mean), tf.stack([config.seed, t]))
+    tiled = bool(model.tile)
+    num_pixels = float(np.prod(valid_shape or tuple(x.shape[1:3])))
+    with tf.GradientTape() as tape:
+      y_relaxed = (rounding.sga_round(y, tau, tf.stack([config.seed + 1, t]))
+                   if config.optimize_y else y)
+      if tiled:
+        rate = self._bits(y_relaxed, mean, log_var, eps) / num_pixels
+      else:
+        losses, _, _ = self._loss(x, y_relaxed, mean, log_var, eps, valid_shape,
+                                  self._synthesis)
+        total = tf.reduce_sum(losses)
+    if not tiled:
+      return losses, tape.gradient(total, variables)
+    if config.optimize_y:
+      return tiling.rd_gradients(
+          tape, rate, y_relaxed, variables,
+          model.synthesis_mse_and_gradient(x, y_relaxed, valid_shape,
+                                           self._synthesis), self.lmbda)
+    # y is fixed: the distortion is a constant.
+    losses = rate + self.lmbda * model.synthesis_mse(x, y, valid_shape,
+                                                     self._exact[0])[0]
+    return losses, tape.gradient(rate, variables)
+
   def run(self, x, valid_shape=None):
     config = self.config
     model = self.model
-    # Raw-op snapshots (`models.frozen`): float32 for the rates and the monitored
-    # loss, the relaxed objective's synthesis in config.compute_dtype.
-    (exact_synthesis, self._hyper_synthesis), synthesis = (
-        frozen.inference_transforms(model, config.compute_dtype))
+    self.freeze_transforms()
     x = tf.convert_to_tensor(x, tf.float32)
     y0, (mean0, log_var0) = model.analyze(x)
     if not config.optimize_y:
@@ -170,38 +210,18 @@ class BitsBackInference:
     valid = None if valid_shape is None else tuple(int(s) for s in valid_shape)
     fixed_eps = tf.random.stateless_normal(tf.shape(mean0), [config.seed, -1])
 
-    tiled = bool(model.tile)
-    num_pixels = float(np.prod(valid if valid else tuple(x.shape[1:3])))
-
     @tf.function(input_signature=[tf.TensorSpec([], tf.float32),
                                   tf.TensorSpec([], tf.int32)])
     def step(tau, t):
-      eps = tf.random.stateless_normal(tf.shape(mean), tf.stack([config.seed, t]))
-      with tf.GradientTape() as tape:
-        y = (rounding.sga_round(y_var, tau, tf.stack([config.seed + 1, t]))
-             if config.optimize_y else y_var)
-        if tiled:
-          rate = self._bits(y, mean, log_var, eps) / num_pixels
-        else:
-          losses, _, _ = self._loss(x, y, mean, log_var, eps, valid, synthesis)
-          total = tf.reduce_sum(losses)
-      if tiled and config.optimize_y:  # distortion gradient tile by tile
-        losses, grads = tiling.rd_gradients(
-            tape, rate, y, variables,
-            model.synthesis_mse_and_gradient(x, y, valid, synthesis), self.lmbda)
-      elif tiled:  # y is fixed: the distortion is a constant
-        losses = rate + self.lmbda * model.synthesis_mse(x, y, valid,
-                                                         exact_synthesis)[0]
-        grads = tape.gradient(rate, variables)
-      else:
-        grads = tape.gradient(total, variables)
+      losses, grads = self.relaxed_loss_and_gradients(
+          x, y_var, mean, log_var, tau, t, valid)
       optimizer.apply_gradients(zip(grads, variables))
       return losses
 
     @tf.function
     def evaluate():
       return self._loss(x, tf.round(y_var), mean, log_var, fixed_eps, valid,
-                        exact_synthesis)
+                        self._exact[0])
 
     start = time.time()
     clock = progress.Eta(config.iterations)

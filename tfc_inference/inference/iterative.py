@@ -186,6 +186,27 @@ class IterativeInference:
     loss = terms["bpp"] + self.lmbda * terms["mse"]
     return loss, terms["bpp"], terms["mse"], y_hat, z_hat
 
+  def relaxed_loss_and_gradients(self, x, y, z, tau, seed, valid_shape):
+    """Relaxed per-image losses [B] and the gradients of their sum w.r.t. the
+    variables `y` and `z` (one optimization step's direction).
+
+    While the model is tiled, the distortion's gradient is accumulated tile by
+    tile (`tiling.rd_gradients`): the same gradient up to float rounding.
+    """
+    if not self.model.tile:
+      with tf.GradientTape() as tape:
+        losses = self.relaxed_loss(x, y, z, tau, seed, valid_shape)
+        total = tf.reduce_sum(losses)
+      return losses, tape.gradient(total, [y, z])
+    num_pixels = float(np.prod(valid_shape or tuple(x.shape[1:3])))
+    with tf.GradientTape() as tape:
+      bits, y_tilde = self.relaxed_rate(y, z, tau, seed)
+      rate = bits / num_pixels  # on the tape: rd_gradients differentiates it
+    return tiling.rd_gradients(
+        tape, rate, y_tilde, [y, z],
+        self.model.synthesis_mse_and_gradient(x, y_tilde, valid_shape,
+                                              self._synthesis), self.lmbda)
+
   # -------------------------------------------------------------- optimization
   def run(self, x, valid_shape=None, init=None):
     """Optimizes latents for images `x` [B, H, W, 3] (padded, 0-255).
@@ -202,25 +223,11 @@ class IterativeInference:
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)
     valid = None if valid_shape is None else tuple(int(s) for s in valid_shape)
 
-    tiled = bool(self.model.tile)
-    num_pixels = float(np.prod(valid if valid else tuple(x.shape[1:3])))
-
     @tf.function(input_signature=[tf.TensorSpec([], tf.float32),
                                   tf.TensorSpec([2, 2], tf.int32)])
     def step(tau, seed):
-      with tf.GradientTape() as tape:
-        if tiled:
-          bits, y_tilde = self.relaxed_rate(y_var, z_var, tau, seed)
-        else:
-          losses = self.relaxed_loss(x, y_var, z_var, tau, seed, valid)
-          total = tf.reduce_sum(losses)
-      if tiled:  # the distortion's gradient is accumulated tile by tile
-        losses, gradients = tiling.rd_gradients(
-            tape, bits / num_pixels, y_tilde, [y_var, z_var],
-            self.model.synthesis_mse_and_gradient(x, y_tilde, valid,
-                                                  self._synthesis), self.lmbda)
-      else:
-        gradients = tape.gradient(total, [y_var, z_var])
+      losses, gradients = self.relaxed_loss_and_gradients(
+          x, y_var, z_var, tau, seed, valid)
       optimizer.apply_gradients(zip(gradients, [y_var, z_var]))
       return losses
 

@@ -239,7 +239,11 @@ def rd_gradients(tape, rate, y, sources, mse_and_gradient, lmbda):
   """Losses `rate + lmbda * mse` [B] and the gradients of their sum w.r.t.
   `sources`, when `tape` recorded `rate` [B] and the latents `y` the synthesis
   sees, and `mse_and_gradient` = (mse [B], d mse / d y) was computed outside it
-  (by `mse_and_gradient`)."""
+  (by `mse_and_gradient`).
+
+  `rate` itself must come from inside the tape's context: a rate rescaled after
+  it (e.g. bits / num_pixels) is unconnected, and its gradient would silently
+  be zero."""
   mse, d_mse = mse_and_gradient
   gradients = tape.gradient([rate, y], sources,
                             output_gradients=[tf.ones_like(rate), lmbda * d_mse])
