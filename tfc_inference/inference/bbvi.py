@@ -139,7 +139,7 @@ class BitsBackInference:
     self.lmbda = model.lmbda if config.lmbda is None else float(config.lmbda)
     self.progress_fn = progress_fn
     self.progress_every = progress_every
-    self._exact = self._synthesis = self._hyper_synthesis = None  # `freeze_transforms`
+    self._exact = self._synthesis = None  # set by `freeze_transforms`
 
   def freeze_transforms(self):
     """Snapshots the decoder-side transforms as raw ops (`models.frozen`):
@@ -148,17 +148,20 @@ class BitsBackInference:
     `config.compute_dtype`. `run` calls it."""
     self._exact, self._synthesis = frozen.inference_transforms(
         self.model, self.config.compute_dtype)
-    self._hyper_synthesis = self._exact[1]
 
   def _bits(self, y, mean, log_var, eps):
     """Net bits per image [B] of y and z = mean + std * eps, z ~ q(z | y)."""
     z = mean + tf.exp(0.5 * log_var) * eps
-    return net_bits(self.model, y, z, mean, log_var, self._hyper_synthesis)
+    return net_bits(self.model, y, z, mean, log_var, self._exact[1])
 
   def _loss(self, x, y, mean, log_var, eps, valid_shape, synthesis):
     bits = self._bits(y, mean, log_var, eps)
     mse, num_pixels = self.model.synthesis_mse(x, y, valid_shape, synthesis)
     return bits / num_pixels + self.lmbda * mse, bits / num_pixels, mse
+
+  def variables(self, y, mean, log_var):
+    """What the joint optimization updates, in the order of its gradients."""
+    return [mean, log_var] + ([y] if self.config.optimize_y else [])
 
   def relaxed_loss_and_gradients(self, x, y, mean, log_var, tau, t, valid_shape):
     """One step's relaxed per-image losses [B] and the gradients of their sum
@@ -169,7 +172,7 @@ class BitsBackInference:
     same gradient up to float rounding).
     """
     config, model = self.config, self.model
-    variables = [mean, log_var] + ([y] if config.optimize_y else [])
+    variables = self.variables(y, mean, log_var)
     eps = tf.random.stateless_normal(tf.shape(mean), tf.stack([config.seed, t]))
     tiled = bool(model.tile)
     num_pixels = float(np.prod(valid_shape or tuple(x.shape[1:3])))
@@ -205,7 +208,7 @@ class BitsBackInference:
     y_var = tf.Variable(y0)
     mean = tf.Variable(mean0)
     log_var = tf.Variable(log_var0)
-    variables = [mean, log_var] + ([y_var] if config.optimize_y else [])
+    variables = self.variables(y_var, mean, log_var)
     optimizer = tf.keras.optimizers.Adam(config.lr)
     valid = None if valid_shape is None else tuple(int(s) for s in valid_shape)
     fixed_eps = tf.random.stateless_normal(tf.shape(mean0), [config.seed, -1])
