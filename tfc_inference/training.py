@@ -109,13 +109,15 @@ def global_terms_and_gradients(strategy, model, x, training=True):
 
 
 def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
-          initial_step=0, decay_at=None, leg_details=None, log_every=100,
-          save_every=500, export_every=5000, print_fn=print, strategy=None):
+          init_name=None, initial_step=0, decay_at=None, leg_details=None,
+          log_every=100, save_every=500, export_every=5000, print_fn=print,
+          strategy=None):
   """Trains `model` until `last_step`, resuming from `run_path/train` if present.
 
   Without a checkpoint in `run_path/train`, weights come from `init_arrays` (if
-  given) and the step counter starts at `initial_step` (the shipped run's `steps`
-  when a run continues from its own exported weights). Writes resumable
+  given; `init_name` says where they came from, for the log) and the step
+  counter starts at `initial_step` (the shipped run's `steps` when a run
+  continues from its own exported weights). Writes resumable
   checkpoints (with optimizer state) to `run_path/train`, TensorBoard summaries to
   `run_path/logs`, and the shippable `weights.npz` + `config.json` every
   `export_every` steps and at the end. The learning rate drops to lr / 10 at
@@ -152,7 +154,7 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
     if init_arrays is not None:
       assigned = model.set_weight_arrays(init_arrays, partial=True)
       print_fn(f"initialized {len(assigned)}/{len(model.weights)} weights from "
-               f"{config.get('init_from')}")
+               f"{init_name or 'the given arrays'}")
     step.assign(initial_step)
     if initial_step:
       print_fn(f"continuing at step {initial_step}")

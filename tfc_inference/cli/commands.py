@@ -56,15 +56,17 @@ def train_run(name, make_model, fields):
       patchsize=FLAGS.patchsize,
       train_data=f"{FLAGS.train_glob} ({num_files} images), random "
                  f"{FLAGS.patchsize}x{FLAGS.patchsize} crops", seed=FLAGS.seed)
-  init_arrays, initial_step = None, 0
+  init_arrays, init_name, initial_step = None, None, 0
   resumable = os.path.isdir(os.path.join(path, "train"))
   if FLAGS.init_from:
     init_path = checkpoints.run_dir(FLAGS.init_from, common.checkpoint_dir())
     init_arrays, _ = checkpoints.load_arrays(init_path)
+    init_name = os.path.basename(os.path.normpath(init_path))
     if os.path.realpath(init_path) == os.path.realpath(path):
       # Continuing a run from its own exported weights (e.g. a fresh clone has no
       # train/ folder): keep counting its steps.
       initial_step = int(config.get("steps", 0))
+      init_name = f"its exported weights (step {initial_step})"
     elif not resumable:
       # A new lineage replaces whatever the folder held (its old schedule,
       # steps and results no longer describe the weights).
@@ -81,7 +83,8 @@ def train_run(name, make_model, fields):
         + (f" on {replicas} replicas ({FLAGS.strategy})" if replicas > 1 else ""),
         flush=True)
   training.train(model, path, dataset, FLAGS.last_step, FLAGS.lr, config=config,
-                 init_arrays=init_arrays, initial_step=initial_step,
+                 init_arrays=init_arrays, init_name=init_name,
+                 initial_step=initial_step,
                  decay_at=FLAGS.decay_at,
                  leg_details=dict(patchsize=FLAGS.patchsize,
                                   batchsize=FLAGS.batchsize),
