@@ -238,12 +238,39 @@ def _candidates(seed, block_ids, step, candidates, num_dims, fractions):
   return _step_std(fractions, step)[:, None, None] * g
 
 
-def _log_ratio(b, fraction, m, s):
-  """log q(b) - log p(b) (nats) of partial sums b [..., L] at fraction [nb]."""
-  f = fraction.reshape((-1,) + (1,) * (b.ndim - 1))
+def _path_scores(sums, a, fraction, m, s):
+  """log q(b) - log p(b) (nats) of every new partial sum b = sums + a.
+
+  sums [nb, beams, L] are the beams' partial sums, a [nb, n, L] the step's
+  candidates, fraction [nb] the step's cumulative fraction, m, s [nb, L] the
+  normalized target. Returns [nb, beams, n]. The per-dimension log ratio is a
+  quadratic c2 b^2 + c1 b + c0 in b, so expanding b = sums + a turns the sum over
+  L into one batched matrix product instead of a [nb, beams, n, L] array. Only
+  the encoder scores (the decoder just adds the chosen candidates), so this
+  need not be `exact_math`.
+  """
+  f = fraction[:, None]
   var_q = f * f * s * s + f * (1. - f)
-  return np.sum(-0.5 * (b - f * m) ** 2 / var_q + 0.5 * b * b / f
-                - 0.5 * np.log(var_q / f), axis=-1)
+  c2 = 0.5 / f - 0.5 / var_q
+  c1 = f * m / var_q
+  c0 = -0.5 * (f * m) ** 2 / var_q - 0.5 * np.log(var_q / f)
+  c2b = c2[:, None, :]
+  per_beam = np.sum((c2b * sums + c1[:, None, :]) * sums + c0[:, None, :], axis=-1)
+  cross = np.matmul(2. * c2b * sums + c1[:, None, :], np.swapaxes(a, 1, 2))
+  per_candidate = np.matmul(a * a, c2[:, :, None])[:, :, 0]
+  return per_beam[:, :, None] + cross + per_candidate[:, None, :]
+
+
+def _best(scores, keep):
+  """Indices [nb, keep] of the largest `scores` [nb, N] per row, best first
+  (ties: the smaller index first)."""
+  if keep >= scores.shape[1]:
+    return np.argsort(-scores, axis=1, kind="stable")
+  if keep == 1:
+    return np.argmax(scores, axis=1)[:, None]
+  top = np.sort(np.argpartition(-scores, keep - 1, axis=1)[:, :keep], axis=1)
+  order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+  return np.take_along_axis(top, order, axis=1)
 
 
 def _groups_of_blocks(blocks):
@@ -296,19 +323,18 @@ def encode(mu, sigma, prior_loc, prior_scale, blocks: Sequence[Block], settings,
     for ids in _chunks(members, count * settings.beams * num_dims):
       dims = np.stack([blocks[i].dims for i in ids])
       fractions = np.stack([blocks[i].fractions for i in ids])
-      mb, sb = m[dims][:, None, None, :], s[dims][:, None, None, :]
+      mb, sb = m[dims], s[dims]
       sums = np.zeros((len(ids), 1, num_dims))  # [nb, beams, L]
       paths = np.zeros((len(ids), 1, 0), np.int64)
       for step in range(steps):
         a = _candidates(settings.seed, ids, step, candidates, num_dims, fractions)
-        new = sums[:, :, None, :] + a[:, None, :, :]  # [nb, beams, n, L]
-        score = _log_ratio(new, fractions[:, step], mb, sb)  # [nb, beams, n]
+        score = _path_scores(sums, a, fractions[:, step], mb, sb)  # [nb, beams, n]
         flat = score.reshape(len(ids), -1)
-        keep = min(settings.beams, flat.shape[1])
-        best = np.argsort(-flat, axis=1, kind="stable")[:, :keep]
+        best = _best(flat, settings.beams)
         beam, candidate = np.divmod(best, count)
         rows = np.arange(len(ids))[:, None]
-        sums = new[rows, beam, candidate]
+        # The same additions as the decoder's, in the same order: bit-exact.
+        sums = sums[rows, beam] + a[rows, candidate]
         paths = np.concatenate([paths[rows, beam], candidate[..., None]], axis=2)
         top = flat[rows, best]
       for j, i in enumerate(ids):

@@ -35,8 +35,9 @@ _ATANH = tuple(1 / k for k in range(25, 0, -2))
 
 def _horner(coefficients, x):
   result = np.full_like(x, coefficients[0])
-  for c in coefficients[1:]:
-    result = result * x + c
+  for c in coefficients[1:]:  # in place: the same roundings, fewer temporaries
+    result *= x
+    result += c
   return result
 
 
@@ -80,11 +81,17 @@ def cos_two_pi(u):
   quarter = np.asarray(u, np.float64) * 4.
   quadrant = np.floor(quarter)
   theta = (quarter - quadrant) * _HALF_PI  # in [0, pi/2)
-  t2 = theta * theta
-  sin = _horner(_SIN, t2) * theta
-  cos = _horner(_COS, t2)
-  return np.select([quadrant == 0, quadrant == 1, quadrant == 2],
-                   [cos, -sin, -cos], sin)
+  # Quadrants 0..3 give cos, -sin, -cos, sin of theta: each element evaluates
+  # only the polynomial it needs.
+  odd = (quadrant == 1) | (quadrant == 3)
+  result = np.empty_like(theta)
+  t = theta[odd]
+  result[odd] = _horner(_SIN, t * t) * t
+  t = theta[~odd]
+  result[~odd] = _horner(_COS, t * t)
+  negative = (quadrant == 1) | (quadrant == 2)
+  result[negative] = -result[negative]
+  return result
 
 
 def _unit_interval(bits):
