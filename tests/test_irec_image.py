@@ -135,3 +135,20 @@ def test_evaluation_runner_codes_one_point_per_vae_run(bayesian_ac_run, tmp_path
   np.testing.assert_allclose(columns["bpp"], [record["bpp"]])
   with pytest.raises(options_lib.UserError, match="kl_per_block"):
     options_lib.Options(irec_kl_per_block=30.).validate()
+
+
+def test_vae_runs_take_comma_separated_globs(tmp_path):
+  from tfc_inference.evaluation import options as options_lib  # pylint: disable=import-outside-toplevel
+  from tfc_inference.evaluation import registry  # pylint: disable=import-outside-toplevel
+  from tfc_inference.models import checkpoints  # pylint: disable=import-outside-toplevel
+  names = [f"bls2017_vae-num_filters=8-sigma2={s}" for s in ("0.001", "0.003", "0.01")]
+  for name in names:
+    (tmp_path / name).mkdir()
+    (tmp_path / name / checkpoints.WEIGHTS_FILE).write_bytes(b"")
+    (tmp_path / name / checkpoints.CONFIG_FILE).write_text("{}")
+  options = options_lib.Options(checkpoint_dir=str(tmp_path))
+  for method in ("irec", "bayesian_ac"):
+    runs = registry.get_method(method).list_runs(options, f"{names[2]},{names[0]}")
+    assert sorted({run.split(options_lib.BAC_LAMBDA_TAG)[0] for run in runs}) == [names[0], names[2]], method
+  with pytest.raises(options_lib.UserError, match="matches no"):
+    registry.get_method("irec").list_runs(options, "bls2017_vae-*=0.5")

@@ -17,10 +17,13 @@ from tfc_inference.evaluation import options as options_lib
 
 
 def _vae_runs(root, pattern):
-  """Trained bls2017_vae runs in `root` matching the glob `pattern`."""
+  """Trained bls2017_vae runs in `root` matching the glob `pattern` (comma-
+  separated globs: any of them, as for the other methods)."""
   from tfc_inference.models import checkpoints  # pylint: disable=import-outside-toplevel
+  globs = [glob for glob in pattern.split(",") if glob]
   runs = [name for name in checkpoints.list_runs(root)
-          if name.startswith("bls2017_vae-") and fnmatch.fnmatchcase(name, pattern)
+          if name.startswith("bls2017_vae-")
+          and any(fnmatch.fnmatchcase(name, glob) for glob in globs)
           and os.path.exists(os.path.join(root, name, checkpoints.WEIGHTS_FILE))]
   if not runs:
     raise options_lib.UserError(
