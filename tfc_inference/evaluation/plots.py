@@ -29,6 +29,7 @@ _OURS = {
     "uniform": ("Uniform quantization (same VAE)", "#98df8a"),
     "kmeans": ("k-means quantization (same VAE)", "#ff9896"),
     "jpeg": ("JPEG 4:2:0 (Pillow)", "#000000"),
+    "irec": ("iREC, a posterior sample (one VAE per sigma2)", "#393b79"),
 }
 _PUBLISHED = {
     "mbt2018-psnr": ("Base hyperprior [M3], published", "mbt2018"),
