@@ -227,14 +227,26 @@ def _step_std(fractions, step):
   return np.sqrt(fractions[:, step] - previous)
 
 
+# Normals per `exact_math.normals` call: each of its ~60 elementwise passes then
+# stays in the core's cache (about 1.5x faster per normal than one call for a
+# whole chunk), and the call overhead is still small.
+_NORMALS_PER_CALL = 2 ** 16
+
+
 def _candidates(seed, block_ids, step, candidates, num_dims, fractions):
   """Candidates [nb, n, L] of step `step` (0-based) of blocks `block_ids` [nb].
 
   `candidates` are their indices, [n] (the same for every block) or [nb, n].
   """
   candidates = np.broadcast_to(candidates, (len(block_ids), np.shape(candidates)[-1]))
-  g = exact_math.normals(seed, block_ids[:, None, None], step, candidates[:, :, None],
-                         np.arange(num_dims)[None, None, :])
+  count = candidates.shape[1]
+  g = np.empty((len(block_ids), count, num_dims))
+  piece = max(1, _NORMALS_PER_CALL // max(len(block_ids) * num_dims, 1))
+  dims = np.arange(num_dims)[None, None, :]
+  for first in range(0, count, piece):  # every normal depends on its keys only
+    part = candidates[:, first:first + piece, None]
+    g[:, first:first + piece] = exact_math.normals(seed, block_ids[:, None, None],
+                                                   step, part, dims)
   return _step_std(fractions, step)[:, None, None] * g
 
 
@@ -282,9 +294,15 @@ def _groups_of_blocks(blocks):
   return shapes
 
 
+# Floats of work per vectorized chunk of blocks: small enough that a chunk's
+# arrays stay near the cache (2^24 was about 1.3x slower), large enough that the
+# Python loop over chunks costs little.
+_WORK_PER_CHUNK = 2 ** 20
+
+
 def _chunks(indices, per_block):
-  """Runs of `indices` holding about 2^24 floats of work each."""
-  size = max(1, int(2 ** 24 // max(per_block, 1)))
+  """Runs of `indices` holding about `_WORK_PER_CHUNK` floats of work each."""
+  size = max(1, int(_WORK_PER_CHUNK // max(per_block, 1)))
   for i in range(0, len(indices), size):
     yield np.asarray(indices[i:i + size])
 
