@@ -189,6 +189,10 @@ def run_command():
   results_dir, options = _results_dir(), _options()
   for method in FLAGS.method:
     registry.get_method(method)
+  from tfc_inference.models import frozen  # pylint: disable=import-outside-toplevel
+  frozen.warn_if_emulated(
+      options.compute_dtype,
+      lambda message: print(f"warning: {message}", file=sys.stderr, flush=True))
   for method in FLAGS.method:
     runner.run_method(method, results_dir, FLAGS.images, FLAGS.runs, options,
                       FLAGS.shard_index, FLAGS.num_shards)

@@ -99,3 +99,19 @@ def test_noisy_normal_log_prob_equals_tfc(scale):
   assert np.all(np.isfinite(ours)) and np.all(np.isfinite(our_grad))
   np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(our_grad, their_grad, rtol=1e-3, atol=1e-3)
+
+
+def test_bfloat16_on_a_cpu_without_it_warns_once(monkeypatch):
+  assert frozen.native_bfloat16() in (True, False, None)  # this machine's
+  messages = []
+  monkeypatch.setattr(frozen, "_warned_emulated", [])
+  monkeypatch.setattr(frozen, "native_bfloat16", lambda: False)
+  assert frozen.warn_if_emulated("float32", messages.append) is None
+  assert "emulated" in frozen.warn_if_emulated("bfloat16", messages.append)
+  frozen.warn_if_emulated("bfloat16", messages.append)
+  assert len(messages) == 1
+  monkeypatch.setattr(frozen, "_warned_emulated", [])
+  for native in (True, None):  # native, or unknown (no /proc/cpuinfo)
+    monkeypatch.setattr(frozen, "native_bfloat16", lambda native=native: native)
+    assert frozen.warn_if_emulated("bfloat16", messages.append) is None
+  assert len(messages) == 1

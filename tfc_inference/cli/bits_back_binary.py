@@ -66,7 +66,7 @@ def latents_fn(method):
           annealing_rate=FLAGS.annealing_rate, t0=FLAGS.t0,
           lmbda=FLAGS["lambda"].value, seed=FLAGS.seed,
           schedule_scale=common.schedule_scale_from_flags(),
-          compute_dtype=FLAGS.compute_dtype)
+          compute_dtype=common.compute_dtype())
       final_tau = config.tau(max(0, config.iterations - 1))
       common.say(f"[{method}] {config.iterations} iterations, lr {config.lr:g}, "
                  f"schedule (tau0 {config.tau0:g}, t0 {config.t0}, c "

@@ -232,8 +232,17 @@ def define_compute_dtype_flag():
   flags.DEFINE_enum(
       "compute_dtype", "float32", ["float32", "bfloat16"],
       "Dtype of the synthesis inside the relaxed objective. bfloat16 is faster "
-      "on CPUs with AVX512-BF16 (see results/speed/); the true loss, the rounded "
+      "on CPUs with AVX512-BF16 (see results/speed/) and several times slower "
+      "on CPUs without it (a warning says so); the true loss, the rounded "
       "latents and the file are float32 either way, so files decode exactly.")
+
+
+def compute_dtype():
+  """--compute_dtype, after warning (before any long work) if this CPU would
+  emulate it."""
+  from tfc_inference.models import frozen  # pylint: disable=import-outside-toplevel
+  frozen.warn_if_emulated(FLAGS.compute_dtype, warn)
+  return FLAGS.compute_dtype
 
 
 def define_inference_flags(method):

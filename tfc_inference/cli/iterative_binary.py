@@ -52,7 +52,7 @@ def config_from_flags(method):
       annealing_rate=FLAGS.annealing_rate, t0=FLAGS.t0, schedule=FLAGS.schedule,
       lmbda=FLAGS["lambda"].value, eval_every=FLAGS.eval_every, seed=FLAGS.seed,
       schedule_scale=common.schedule_scale_from_flags(),
-      compute_dtype=FLAGS.compute_dtype)
+      compute_dtype=common.compute_dtype())
 
 
 def latents_fn(method):

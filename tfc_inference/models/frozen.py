@@ -18,10 +18,16 @@ Use bfloat16 only for relaxed objectives: everything the decoder must reproduce
 decode exactly whatever dtype the optimization ran in.
 """
 
+import functools
+import warnings
+
 import tensorflow as tf
 import tensorflow_compression as tfc
 
 DTYPES = ("float32", "bfloat16")
+# CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic.
+_BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+_warned_emulated = []
 
 
 def check_dtype(dtype):
@@ -30,11 +36,46 @@ def check_dtype(dtype):
     raise ValueError(f"compute_dtype must be one of {DTYPES}, not {dtype!r}")
 
 
+@functools.lru_cache(maxsize=None)
+def native_bfloat16():
+  """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16):
+  True or False from /proc/cpuinfo, None where that cannot be read. Without it
+  oneDNN emulates bfloat16 convolutions: on a 2-core AVX2 machine the synthesis
+  forward pass plus gradient took 2.2 s in bfloat16 against 0.27 s in float32."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("flags"):
+          return any(flag in line.split() for flag in _BFLOAT16_CPU_FLAGS)
+  except OSError:
+    pass
+  return None
+
+
+def warn_if_emulated(compute_dtype, warn=None):
+  """Warns once per process when `compute_dtype` is bfloat16 on a CPU without
+  native bfloat16 (`native_bfloat16()` is False), through `warn(message)` or
+  `warnings.warn`. Returns the message, or None."""
+  if compute_dtype != "bfloat16" or native_bfloat16() is not False:
+    return None
+  message = ("this CPU has no native bfloat16 (no avx512_bf16 or amx_bf16 "
+             "flag): --compute_dtype bfloat16 runs emulated, several times "
+             "slower than float32")
+  if not _warned_emulated:
+    _warned_emulated.append(True)
+    if warn is None:
+      warnings.warn(message, RuntimeWarning, stacklevel=3)
+    else:
+      warn(message)
+  return message
+
+
 def inference_transforms(model, compute_dtype="float32"):
   """The snapshots iterative inference needs from a hyperprior model:
   (synthesis, hyper-synthesis) in float32, equal to the layers bit for bit (for
   rates, true losses and anything a decoder repeats), and the relaxed
   objective's synthesis in `compute_dtype` (the float32 one when that is float32)."""
+  warn_if_emulated(compute_dtype)
   exact = (FrozenTransform(model.synthesis_transform),
            FrozenTransform(model.hyper_synthesis_transform))
   relaxed = (exact[0] if compute_dtype == "float32" else
