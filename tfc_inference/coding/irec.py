@@ -285,6 +285,57 @@ def _best(scores, keep):
   return np.take_along_axis(top, order, axis=1)
 
 
+# Candidate values one scoring pass may hold ([nb, n, L] floats). A step whose
+# candidates exceed it (e.g. Omega 16: 1.8 million candidates of blocks of up to
+# MAX_BLOCK_DIMS dimensions, gigabytes) is scored in pieces of candidates with a
+# running top `beams`; the chosen candidates are then regenerated from their keys.
+_MAX_STEP_FLOATS = 2 ** 23
+
+
+def _merge_best(scores, flat, keep):
+  """Best `keep` of `scores` [nb, N] with their `flat` path indices [nb, N]:
+  largest score first, ties to the smaller path index (as `_best` breaks them)."""
+  order = np.lexsort((flat, -scores), axis=-1)[:, :keep]
+  return (np.take_along_axis(scores, order, axis=1),
+          np.take_along_axis(flat, order, axis=1))
+
+
+def _step(seed, ids, step, count, fractions, sums, mb, sb, keep):
+  """One beam-search step of blocks `ids`: the chosen (beam, candidate) paths
+  ([nb, keep] each), their scores (nats) and the chosen candidates [nb, keep, L].
+
+  Scores all `count` candidates at once when they fit in `_MAX_STEP_FLOATS`,
+  otherwise piece by piece (the same choice up to the float rounding of the
+  scores; the decoder only adds the chosen candidates, so files decode the same
+  either way).
+  """
+  num_dims = sums.shape[2]
+  rows = np.arange(len(ids))[:, None]
+  piece = max(1, _MAX_STEP_FLOATS // (len(ids) * num_dims))
+  if count <= piece:
+    a = _candidates(seed, ids, step, np.arange(count), num_dims, fractions)
+    flat = _path_scores(sums, a, fractions[:, step], mb, sb).reshape(len(ids), -1)
+    best = _best(flat, keep)
+    beam, candidate = np.divmod(best, count)
+    return beam, candidate, flat[rows, best], a[rows, candidate]
+  top = np.full((len(ids), 0), -np.inf)
+  top_flat = np.zeros((len(ids), 0), np.int64)
+  beams = sums.shape[1]
+  for first in range(0, count, piece):
+    indices = np.arange(first, min(first + piece, count))
+    a = _candidates(seed, ids, step, indices, num_dims, fractions)
+    score = _path_scores(sums, a, fractions[:, step], mb, sb)  # [nb, beams, p]
+    best = _best(score.reshape(len(ids), -1), keep)
+    beam, local = np.divmod(best, len(indices))
+    flat = beam * count + indices[local]
+    top, top_flat = _merge_best(
+        np.concatenate([top, score[rows, beam, local]], axis=1),
+        np.concatenate([top_flat, flat], axis=1), min(keep, beams * count))
+  beam, candidate = np.divmod(top_flat, count)
+  return (beam, candidate, top,
+          _candidates(seed, ids, step, candidate, num_dims, fractions))
+
+
 def _groups_of_blocks(blocks):
   """Indices of blocks with equal (dims, steps, candidates): they run vectorized."""
   shapes = {}
@@ -337,24 +388,19 @@ def encode(mu, sigma, prior_loc, prior_scale, blocks: Sequence[Block], settings,
   log_weights = np.zeros(len(blocks))
   total, done = encoding_work(blocks, settings), 0
   for (num_dims, steps, count), members in _groups_of_blocks(blocks).items():
-    candidates = np.arange(count)
     for ids in _chunks(members, count * settings.beams * num_dims):
       dims = np.stack([blocks[i].dims for i in ids])
       fractions = np.stack([blocks[i].fractions for i in ids])
       mb, sb = m[dims], s[dims]
       sums = np.zeros((len(ids), 1, num_dims))  # [nb, beams, L]
       paths = np.zeros((len(ids), 1, 0), np.int64)
+      rows = np.arange(len(ids))[:, None]
       for step in range(steps):
-        a = _candidates(settings.seed, ids, step, candidates, num_dims, fractions)
-        score = _path_scores(sums, a, fractions[:, step], mb, sb)  # [nb, beams, n]
-        flat = score.reshape(len(ids), -1)
-        best = _best(flat, settings.beams)
-        beam, candidate = np.divmod(best, count)
-        rows = np.arange(len(ids))[:, None]
+        beam, candidate, top, chosen = _step(settings.seed, ids, step, count,
+                                             fractions, sums, mb, sb, settings.beams)
         # The same additions as the decoder's, in the same order: bit-exact.
-        sums = sums[rows, beam] + a[rows, candidate]
+        sums = sums[rows, beam] + chosen
         paths = np.concatenate([paths[rows, beam], candidate[..., None]], axis=2)
-        top = flat[rows, best]
       for j, i in enumerate(ids):
         indices[i] = paths[j, 0]
         z[blocks[i].dims] = sums[j, 0]
