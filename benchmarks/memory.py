@@ -9,6 +9,7 @@ images of the requested megapixels; they stay in a temporary folder.
 
   python benchmarks/memory.py --image ../shared/data/kodak/kodim01.png
   python benchmarks/memory.py --megapixels 3,24 --modes compress,decompress
+  python benchmarks/memory.py --megapixels 3 --modes compress,decompress --repeats 3
 
 Prints one row per measurement (peak RSS, seconds, seconds per megapixel, bpp,
 PSNR) and, where both ran, tiled against untiled; writes --output (CSV).
@@ -26,6 +27,7 @@ sys.path.insert(0, ROOT)
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
 from PIL import Image  # pylint: disable=g-import-not-at-top
 
 from tfc_inference.util import child_process  # pylint: disable=g-import-not-at-top
@@ -45,6 +47,9 @@ flags.DEFINE_float("max_untiled_megapixels", 6.,
                    "Skip --tile 0 above this size (about 1 GB per megapixel).")
 flags.DEFINE_float("max_sga_megapixels", 12., "Skip sga above this size.")
 flags.DEFINE_integer("sga_its", 100, "SGA iterations per sga measurement.")
+flags.DEFINE_integer("repeats", 1,
+                     "Runs of each measurement (tiled and untiled alternate); "
+                     "rows report the median times and the largest peak.")
 flags.DEFINE_string("output", os.path.join(ROOT, "results", "memory", "memory.csv"),
                     "CSV of the measurements.")
 FLAGS = flags.FLAGS
@@ -95,6 +100,21 @@ def measure(mode, image_path, tile, folder):
   return row
 
 
+def _print(row, prefix=""):
+  print(*([prefix] if prefix else []), " ".join(f"{k}={row[k]:.4g}" if isinstance(row.get(k), float)
+                         else f"{k}={row.get(k, '')}" for k in FIELDS),
+        flush=True)
+
+
+def _summary(measured):
+  """One row for repeated runs: median times, the largest peak."""
+  row = dict(measured[0])
+  for key in ("seconds", "work_seconds"):
+    row[key] = float(np.median([r[key] for r in measured]))
+  row["peak_gib"] = max(r["peak_gib"] for r in measured)
+  return row
+
+
 def main(argv):
   del argv
   from tfc_inference.util import demo_image  # pylint: disable=import-outside-toplevel
@@ -102,24 +122,30 @@ def main(argv):
     source = Image.open(FLAGS.image).convert("RGB")
   else:
     source = Image.fromarray(demo_image.default_image()[1])
+  if "decompress" in FLAGS.modes and "compress" not in FLAGS.modes:
+    raise app.UsageError("decompress decodes what compress wrote")
   rows = []
   with tempfile.TemporaryDirectory() as folder:
     for megapixels in (float(m) for m in FLAGS.megapixels):
       image_path, width, height = make_image(source, megapixels, folder)
-      for tile in FLAGS.tiles:
-        if tile == "0" and megapixels > FLAGS.max_untiled_megapixels:
-          continue
-        for mode in FLAGS.modes:
-          if mode == "sga" and megapixels > FLAGS.max_sga_megapixels:
+      runs = {}
+      for _ in range(max(1, FLAGS.repeats)):
+        for tile in FLAGS.tiles:
+          if tile == "0" and megapixels > FLAGS.max_untiled_megapixels:
             continue
-          if mode == "decompress" and "compress" not in FLAGS.modes:
-            raise app.UsageError("decompress decodes what compress wrote")
-          row = dict(mode=mode, megapixels=width * height / 1e6, width=width,
-                     height=height, **measure(mode, image_path, tile, folder))
-          row["work_seconds_per_megapixel"] = row["work_seconds"] / row["megapixels"]
-          rows.append(row)
-          print(" ".join(f"{k}={row[k]:.4g}" if isinstance(row.get(k), float)
-                         else f"{k}={row.get(k, '')}" for k in FIELDS), flush=True)
+          for mode in FLAGS.modes:
+            if mode == "sga" and megapixels > FLAGS.max_sga_megapixels:
+              continue
+            row = dict(mode=mode, megapixels=width * height / 1e6, width=width,
+                       height=height, **measure(mode, image_path, tile, folder))
+            runs.setdefault((tile, mode), []).append(row)
+            _print(row)
+      for measured in runs.values():
+        row = _summary(measured)
+        row["work_seconds_per_megapixel"] = row["work_seconds"] / row["megapixels"]
+        rows.append(row)
+        if len(measured) > 1:
+          _print(row, "median:")
   os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
   with open(FLAGS.output, "w", newline="") as f:
     writer = csv.DictWriter(f, FIELDS)

@@ -1,4 +1,4 @@
-"""Fast paths of iterative inference: frozen decoder-side transforms (float32
+"""Fast paths of iterative inference and tiling: frozen transforms (float32
 equals the tfc layers bit for bit, bfloat16 stays close, bfloat16 SGA still reports
 the layers' numbers) and the two-log-CDF noisy Gaussian."""
 
@@ -32,8 +32,10 @@ def _latents(model, height=128, width=192):
 def test_float32_equals_the_layers_bit_for_bit(checkpoint_dir, prefix):
   model = _model(checkpoint_dir, prefix)
   y, z = _latents(model)
+  x = tf.constant(synthetic.image_batch(2, 128, 192, seed=4), tf.float32)
   for transform, inputs in ((model.synthesis_transform, y),
-                            (model.hyper_synthesis_transform, z)):
+                            (model.hyper_synthesis_transform, z),
+                            (model.analysis_transform, x)):
     fast = frozen.FrozenTransform(transform)
     np.testing.assert_array_equal(fast(inputs).numpy(),
                                   transform(inputs).numpy())
@@ -65,8 +67,8 @@ def test_bfloat16_is_close_and_returns_float32(checkpoint_dir):
 
 def test_refuses_what_it_cannot_run(checkpoint_dir):
   model = _model(checkpoint_dir, "mbt2018")
-  with pytest.raises(ValueError, match="downsampling"):
-    frozen.FrozenTransform(model.analysis_transform)
+  with pytest.raises(ValueError, match="downsampling runs in float32"):
+    frozen.FrozenTransform(model.analysis_transform, "bfloat16")
   with pytest.raises(ValueError, match="dtype"):
     frozen.FrozenTransform(model.synthesis_transform, "float16")
 

@@ -1,7 +1,8 @@
-"""Decoder-side transforms as raw TF ops on frozen weights, in float32 or bfloat16.
+"""Transforms as raw TF ops on frozen weights, in float32 or bfloat16.
 
 Iterative inference evaluates and differentiates the synthesis and hyper-synthesis
-thousands of times with fixed weights. Through tfc's layers, every call rebuilds
+thousands of times with fixed weights, and tiled coding runs the analysis and
+synthesis once per tile. Through tfc's layers, every call rebuilds
 each kernel from its RDFT parameterization and GDN's gamma and beta from their
 reparameterizations, and the layers refuse bfloat16. `FrozenTransform` reads those
 tensors once and runs the ops each `tfc.SignalConv2D` (with its GDN or ReLU
@@ -115,20 +116,25 @@ def _frozen_activation(layer, dtype):
 
 
 class _FrozenConv:
-  """One `tfc.SignalConv2D` of a decoder-side transform: an upsampling convolution
-  or a stride-1 convolution/correlation, "same_zeros" padding, channels last."""
+  """One `tfc.SignalConv2D`: an upsampling convolution, a stride-1
+  convolution/correlation or (float32 only) a downsampling one, "same_zeros"
+  padding, channels last."""
 
   def __init__(self, layer, dtype):
     _require(not layer.channel_separable, layer, "separable kernels")
     _require(layer.padding == "same_zeros" and layer.use_explicit, layer,
              "padding must be explicit same_zeros")
     _require(layer.data_format == "channels_last", layer, "channels_last only")
-    _require(all(s == 1 for s in layer.strides_down), layer, "no downsampling")
     _require(all(k % 2 == 1 for k in layer.kernel_support), layer, "odd kernels")
     self.dtype = dtype
     self.filters = layer.filters
     self.strides = tuple(layer.strides_up)
     self.upsampling = any(s > 1 for s in self.strides)
+    self.strides_down = tuple(layer.strides_down)
+    if any(s > 1 for s in self.strides_down):
+      _require(not self.upsampling, layer, "up- and downsampling at once")
+      # "SAME" would pad a strided correlation differently from tfc.
+      _require(dtype == tf.float32, layer, "downsampling runs in float32 only")
     kernel = tf.convert_to_tensor(layer.kernel)
     support = layer.kernel_support
     if self.upsampling:
@@ -146,10 +152,10 @@ class _FrozenConv:
       # conv2d_transpose takes the kernel as [kh, kw, out, in].
       kernel = tf.transpose(kernel, [0, 1, 3, 2])
     else:
-      if not layer.corr:  # tfc runs a stride-1 convolution as a flipped correlation
+      if not layer.corr:  # tfc runs such a convolution as a flipped correlation
         kernel = kernel[::-1, ::-1]
-      # For stride 1 and odd kernels, same_zeros pads k // 2 on both sides, as
-      # "SAME" does; float32 keeps tfc's explicit form to match it bit for bit.
+      # For odd kernels, same_zeros pads k // 2 on both sides (at stride 1 as
+      # "SAME" does); float32 keeps tfc's explicit form to match it bit for bit.
       self.padding = ([[0, 0]] + [[k // 2, k // 2] for k in support] + [[0, 0]]
                       if dtype == tf.float32 else "SAME")
     self.kernel = tf.cast(kernel, dtype)
@@ -165,7 +171,8 @@ class _FrozenConv:
       outputs = tf.nn.conv2d_transpose(inputs, self.kernel, output_shape,
                                        strides=self.strides, padding=self.padding)
     else:
-      outputs = tf.nn.conv2d(inputs, self.kernel, strides=1, padding=self.padding)
+      outputs = tf.nn.conv2d(inputs, self.kernel, strides=self.strides_down,
+                             padding=self.padding)
     if self.bias is not None:
       outputs = tf.nn.bias_add(outputs, self.bias)
     if self.activation is not None:
@@ -174,12 +181,12 @@ class _FrozenConv:
 
 
 class FrozenTransform:
-  """A synthesis or hyper-synthesis transform run as raw ops on a weight snapshot.
+  """A transform run as raw ops on a weight snapshot.
 
   Args:
-    transform: a built `transforms.SynthesisTransform` or
-      `HyperSynthesisTransform` (a Sequential of `SignalConv2D`s, optionally
-      followed by a scaling Lambda).
+    transform: a built `transforms.LayerStack` of `SignalConv2D`s and scaling
+      Lambdas: a synthesis or hyper-synthesis, or (float32 only, e.g. for tiled
+      coding, which would otherwise rebuild every kernel per tile) an analysis.
     dtype: compute dtype, "float32" or "bfloat16". With bfloat16, a last
       convolution to at most 3 channels (the synthesis' RGB output, about 11% of
       its work) still runs in float32: in bfloat16 its 0-255 outputs would be
