@@ -13,6 +13,10 @@
 #   ladder  the other lambdas (0.02 0.005 0.04 0.0025 0.08 0.001), each fine-tuned
 #           from the lambda=0.01 run, CHUNK steps per lambda per round, until each
 #           has LADDER_STEPS (25000).
+#   families the scale-only (bmshj2018) and bits-back (mbt2018_bb) runs, each
+#           fine-tuned from the mean-scale run of its lambda, CHUNK steps per run
+#           per round, until each has FAMILY_STEPS (10000). Start it once the
+#           ladder's runs are far enough along to be worth starting from.
 #
 # Every command resumes from its run's train/ folder (SIGTERM saves a checkpoint
 # and exports the weights), and from a fresh clone continues a v2 run from its
@@ -45,6 +49,9 @@ BASE_DECAY_AT=${BASE_DECAY_AT:-$((BASE_STEPS * 8 / 10))}
 LADDER_STEPS=${LADDER_STEPS:-25000}
 CHUNK=${CHUNK:-4000}
 LADDER=${LADDER:-0.02 0.005 0.04 0.0025 0.08 0.001}
+FAMILIES=${FAMILIES:-bmshj2018 mbt2018_bb}
+FAMILY_LAMBDAS=${FAMILY_LAMBDAS:-0.01 0.02 0.005 0.04 0.0025 0.001}
+FAMILY_STEPS=${FAMILY_STEPS:-10000}
 BASE=mbt2018-num_filters=64-lmbda=0.01
 COMMON=(--num_filters 64 --patchsize 256 --batchsize 2 --lr 1e-4
         --train_glob "$TRAIN_GLOB")
@@ -64,37 +71,57 @@ print(config.get("steps", 0) if v2 else 0, "v2" if v2 else "v1")
 EOF
 }
 
-train() {  # run lambda last_step decay_at
-  local name=$1 lmbda=$2 last=$3 decay=$4 init=()
+train() {  # run lambda last_step decay_at [family [init_run]]
+  local name=$1 lmbda=$2 last=$3 decay=$4 family=${5:-mbt2018} origin=${6:-$BASE}
+  local init=()
   read -r steps lineage < <(state_of "$name")
   if [[ ! -d "checkpoints/$name/train" ]]; then
-    if [[ $lineage == v2 ]]; then init=(--init_from "$name"); else init=(--init_from "$BASE"); fi
+    if [[ $lineage == v2 ]]; then init=(--init_from "$name"); else init=(--init_from "$origin"); fi
   fi
   mkdir -p "checkpoints/$name"
   echo "=== $(date +%T) $name from step $steps to $last (lr 1e-4, 1e-5 from $decay) ${init[*]}"
-  "$PYTHON" examples/mbt2018.py train "${COMMON[@]}" --lambda "$lmbda" \
+  "$PYTHON" "examples/$family.py" train "${COMMON[@]}" --lambda "$lmbda" \
       --last_step "$last" --decay_at "$decay" "${init[@]}" \
       >> "checkpoints/$name/train.log" 2>&1 || { echo "!!! $name failed"; return 1; }
   tail -n 2 "checkpoints/$name/train.log"
 }
 
+# Round robin over run specs "family:lambda:origin_run": CHUNK more steps for each
+# run below `total` steps per round, until every run has `total`.
+rounds() {  # total spec...
+  local total=$1 left spec family lmbda origin name steps target
+  shift
+  while :; do
+    left=0
+    for spec in "$@"; do
+      IFS=: read -r family lmbda origin <<< "$spec"
+      name="$family-num_filters=64-lmbda=$lmbda"
+      read -r steps _ < <(state_of "$name")
+      (( steps >= total )) && continue
+      left=1
+      target=$(( steps + CHUNK < total ? steps + CHUNK : total ))
+      train "$name" "$lmbda" "$target" $((total * 8 / 10)) "$family" "$origin"
+    done
+    (( left )) || break
+  done
+}
+
+specs=()
 case ${1:-} in
   base)
     train "$BASE" 0.01 "$BASE_STEPS" "$BASE_DECAY_AT" ;;
   ladder)
-    while :; do
-      left=0
-      for lmbda in $LADDER; do
-        name="mbt2018-num_filters=64-lmbda=$lmbda"
-        read -r steps _ < <(state_of "$name")
-        (( steps >= LADDER_STEPS )) && continue
-        left=1
-        target=$(( steps + CHUNK < LADDER_STEPS ? steps + CHUNK : LADDER_STEPS ))
-        train "$name" "$lmbda" "$target" $((LADDER_STEPS * 8 / 10))
-      done
-      (( left )) || break
-    done
+    for lmbda in $LADDER; do specs+=("mbt2018:$lmbda:$BASE"); done
+    rounds "$LADDER_STEPS" "${specs[@]}"
     echo "=== $(date +%T) ladder done" ;;
+  families)
+    for lmbda in $FAMILY_LAMBDAS; do
+      for family in $FAMILIES; do
+        specs+=("$family:$lmbda:mbt2018-num_filters=64-lmbda=$lmbda")
+      done
+    done
+    rounds "$FAMILY_STEPS" "${specs[@]}"
+    echo "=== $(date +%T) families done" ;;
   *)
-    echo "usage: $0 base|ladder" >&2; exit 2 ;;
+    echo "usage: $0 base|ladder|families" >&2; exit 2 ;;
 esac
