@@ -65,6 +65,39 @@ def test_bfloat16_is_close_and_returns_float32(checkpoint_dir):
   assert float(cosine) > 0.99
 
 
+def test_snapshot_is_reused_until_the_weights_change(checkpoint_dir):
+  model = _model(checkpoint_dir, "mbt2018")
+  transform = model.hyper_synthesis_transform
+  _, z = _latents(model)
+  first = frozen.snapshot(transform)
+  assert isinstance(first, frozen.FrozenTransform)
+  assert frozen.snapshot(transform) is first
+  np.testing.assert_array_equal(first(z).numpy(), transform(z).numpy())
+  # Any changed weight (here one bias, as a training step would) gives a new
+  # snapshot that follows the layers again.
+  bias = next(v for v in transform.weights if "bias" in v.name)
+  bias.assign_add(tf.fill(bias.shape, 0.5))
+  second = frozen.snapshot(transform)
+  assert second is not first
+  np.testing.assert_array_equal(second(z).numpy(), transform(z).numpy())
+  assert not np.array_equal(first(z).numpy(), second(z).numpy())
+  # Inside a tf.function the layers run themselves (gradients reach weights).
+  assert tf.function(lambda: frozen.snapshot(transform) is transform)()
+
+
+def test_coding_does_not_change_with_snapshots(checkpoint_dir):
+  """Coding paths run cached snapshots; the layers give the same numbers."""
+  model = _model(checkpoint_dir, "mbt2018")
+  y, z = _latents(model)
+  z_hat = model.quantize_z(z)
+  for got, expected in zip(model.coding_conditional(z_hat, tf.shape(y)[1:3]),
+                           model.y_conditional(z_hat, tf.shape(y)[1:3])):
+    np.testing.assert_array_equal(got.numpy(), expected.numpy())
+  np.testing.assert_array_equal(
+      model.synthesize(y).numpy(),
+      tf.clip_by_value(model.synthesis_transform(y), 0., 255.).numpy())
+
+
 def test_refuses_what_it_cannot_run(checkpoint_dir):
   model = _model(checkpoint_dir, "mbt2018")
   with pytest.raises(ValueError, match="downsampling runs in float32"):

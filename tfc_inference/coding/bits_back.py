@@ -157,7 +157,7 @@ class BitsBackCoder:
 
   def y_parameters(self, z_index, y_shape):
     z_hat = tf.constant(z_index * self.delta, tf.float32)
-    loc, indexes = self.model.y_conditional(z_hat, y_shape)
+    loc, indexes = self.model.coding_conditional(z_hat, y_shape)
     scale = hyperprior.scale_fn(hyperprior.coding_indexes(indexes))
     return loc.numpy().astype(np.float64), scale.numpy().astype(np.float64)
 

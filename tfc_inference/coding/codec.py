@@ -37,7 +37,7 @@ def amortized_latents(model, x):
   """Amortized inference rounded to the coding grid: (y_hat, z_hat)."""
   y, z = model.analyze(x)
   z_hat = model.quantize_z(z)
-  loc, _ = model.y_conditional(z_hat, tf.shape(y)[1:3])
+  loc, _ = model.coding_conditional(z_hat, tf.shape(y)[1:3])
   return model.quantize_y(y, loc), z_hat
 
 
@@ -125,10 +125,10 @@ def requantize(model, y_hat, z_hat):
   """
   if not model.y_grid_uses_loc:
     return y_hat, z_hat
-  loc_batch, _ = model.y_conditional(z_hat, tf.shape(y_hat)[1:3])
+  loc_batch, _ = model.coding_conditional(z_hat, tf.shape(y_hat)[1:3])
   offsets = tf.round(y_hat - loc_batch)
   y_list = []
   for i in range(int(y_hat.shape[0])):
-    loc_single, _ = model.y_conditional(z_hat[i:i + 1], tf.shape(y_hat)[1:3])
+    loc_single, _ = model.coding_conditional(z_hat[i:i + 1], tf.shape(y_hat)[1:3])
     y_list.append(offsets[i:i + 1] + loc_single)
   return tf.concat(y_list, 0), z_hat

@@ -22,6 +22,7 @@ decode exactly whatever dtype the optimization ran in.
 import functools
 import warnings
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
@@ -82,6 +83,35 @@ def inference_transforms(model, compute_dtype="float32"):
   relaxed = (exact[0] if compute_dtype == "float32" else
              FrozenTransform(model.synthesis_transform, compute_dtype))
   return exact, relaxed
+
+
+def snapshot(transform):
+  """`transform` as a float32 `FrozenTransform` (equal outputs bit for bit), for
+  code that needs no gradient w.r.t. the weights: coding, decoding, tiles.
+
+  tfc's layers rebuild every kernel from its parameterization on each call (about
+  10 ms a layer eagerly: a cold `compress` called the tiny hyper-synthesis eight
+  times). The snapshot is kept on the transform and reused while every weight
+  still holds the value it was taken from (compared on each call, a fraction of
+  a millisecond), so training or loading other weights never leaves it stale.
+  Returns `transform` itself inside a `tf.function` (a snapshot reads the layers'
+  constants as numbers) and for transforms `FrozenTransform` cannot run.
+  """
+  if isinstance(transform, FrozenTransform) or not tf.executing_eagerly():
+    return transform
+  values = [v.numpy() for v in transform.weights]
+  cached = getattr(transform, "_frozen_snapshot", None)
+  if cached is not None and len(cached[0]) == len(values) and all(
+      np.array_equal(a, b) for a, b in zip(cached[0], values)):
+    return cached[1]
+  try:
+    frozen = FrozenTransform(transform)
+  except (ValueError, AttributeError):
+    return transform
+  # Keras tracks attributes set on layers; a tuple of arrays and a plain
+  # object is left alone.
+  object.__setattr__(transform, "_frozen_snapshot", (values, frozen))
+  return frozen
 
 
 def _require(condition, layer, what):

@@ -22,6 +22,7 @@ import tensorflow_compression as tfc
 import tensorflow_probability as tfp
 
 from tfc_inference.models import factorized
+from tfc_inference.models import frozen
 from tfc_inference.models import tiling
 from tfc_inference.models import transforms
 from tfc_inference.models import weights
@@ -150,6 +151,13 @@ class HyperpriorModel(weights.NamedWeightsMixin, tiling.TiledTransformsMixin,
     params = transform(z_hat)[:, :y_shape[0], :y_shape[1], :]
     return self._split_conditional(params)
 
+  def coding_conditional(self, z_hat, y_shape):
+    """`y_conditional` for coding: through the hyper-synthesis' cached float32
+    snapshot (`frozen.snapshot`, the same numbers bit for bit), not the layers,
+    which rebuild their kernels on every call. No gradient w.r.t. the weights."""
+    return self.y_conditional(z_hat, y_shape,
+                              frozen.snapshot(self.hyper_synthesis_transform))
+
   def _split_conditional(self, params):
     """(loc or None, scale indexes) from the hyper-synthesis output."""
     raise NotImplementedError
@@ -157,6 +165,7 @@ class HyperpriorModel(weights.NamedWeightsMixin, tiling.TiledTransformsMixin,
   def synthesize(self, y_hat, synthesis=None):
     """Reconstruction `x_hat` in [0, 255] (clipped, not rounded), full padded size
     (tile by tile inside `tiled`). `synthesis`: as in `synthesis_mse`."""
+    synthesis = synthesis or frozen.snapshot(self.synthesis_transform)
     return tf.clip_by_value(self.run_synthesis(y_hat, synthesis), 0., 255.)
 
   def synthesis_mse(self, x, y, valid_shape=None, synthesis=None):
@@ -217,7 +226,7 @@ class RangeCodedHyperprior(HyperpriorModel):
   def coded_symbols(self, y_hat, z_hat):
     """The integers the range coder codes for quantized latents [B, ...]:
     (z_hat - z_offset, y_hat - loc) as int64 numpy arrays (loc = 0 without it)."""
-    loc, _ = self.y_conditional(z_hat, tf.shape(y_hat)[1:3])
+    loc, _ = self.coding_conditional(z_hat, tf.shape(y_hat)[1:3])
     y_offset = loc if self.y_grid_uses_loc else 0.
     z = np.round((z_hat - self.z_offset).numpy()).astype(np.int64)
     y = np.round((y_hat - y_offset).numpy()).astype(np.int64)
@@ -225,8 +234,9 @@ class RangeCodedHyperprior(HyperpriorModel):
 
   def analyze(self, x):
     """Amortized inference: continuous (y, z) for images x."""
-    y = self.run_analysis(x)
-    z = self.hyper_analysis_transform(self.hyper_analysis_input(y))
+    y = self.run_analysis(x, frozen.snapshot(self.analysis_transform))
+    z = frozen.snapshot(self.hyper_analysis_transform)(
+        self.hyper_analysis_input(y))
     return y, z
 
   def true_bits(self, y_hat, z_hat, hyper_synthesis=None):
@@ -237,7 +247,8 @@ class RangeCodedHyperprior(HyperpriorModel):
         quantization_offset=self.z_offset)
     _, bits_z = rate_model(z_hat, training=False)
     y_shape = tf.shape(y_hat)[1:3]
-    loc, indexes = self.y_conditional(z_hat, y_shape, hyper_synthesis)
+    loc, indexes = (self.y_conditional(z_hat, y_shape, hyper_synthesis)
+                    if hyper_synthesis else self.coding_conditional(z_hat, y_shape))
     _, bits_y = self.y_entropy_model(
         y_hat, coding_indexes(indexes), loc=loc, training=False)
     return bits_y + bits_z
@@ -304,7 +315,7 @@ class RangeCodedHyperprior(HyperpriorModel):
   def compress_latents(self, y_hat, z_hat):
     """Range codes quantized latents of a batch. Returns (z_strings, y_strings) [B]."""
     z_coder, y_coder = self._require_coders()
-    loc, indexes = self.y_conditional(z_hat, tf.shape(y_hat)[1:3])
+    loc, indexes = self.coding_conditional(z_hat, tf.shape(y_hat)[1:3])
     z_strings = z_coder.compress(z_hat)
     y_strings = y_coder.compress(y_hat, coding_indexes(indexes), loc=loc)
     return z_strings, y_strings
@@ -313,7 +324,7 @@ class RangeCodedHyperprior(HyperpriorModel):
     """Inverse of `compress_latents`; shapes are the spatial (h, w) of y and z."""
     z_coder, y_coder = self._require_coders()
     z_hat = z_coder.decompress(z_strings, z_shape)
-    loc, indexes = self.y_conditional(z_hat, y_shape)
+    loc, indexes = self.coding_conditional(z_hat, y_shape)
     y_hat = y_coder.decompress(y_strings, coding_indexes(indexes), loc=loc)
     return y_hat, z_hat
 
@@ -399,12 +410,14 @@ class BitsBackHyperprior(HyperpriorModel):
 
   def analyze(self, x):
     """Amortized inference: y and the parameters (mean, log-variance) of q(z|x)."""
-    y = self.run_analysis(x)
-    return y, self.posterior_z(y)
+    y = self.run_analysis(x, frozen.snapshot(self.analysis_transform))
+    return y, self.posterior_z(
+        y, frozen.snapshot(self.hyper_analysis_transform))
 
-  def posterior_z(self, y):
-    """q(z | y): returns (mean, log-variance), each [B, h/4, w/4, N]."""
-    params = self.hyper_analysis_transform(y)
+  def posterior_z(self, y, hyper_analysis=None):
+    """q(z | y): returns (mean, log-variance), each [B, h/4, w/4, N].
+    `hyper_analysis`: a stand-in for the hyper-analysis transform."""
+    params = (hyper_analysis or self.hyper_analysis_transform)(y)
     mean, log_var = tf.split(params, 2, axis=-1)
     return mean, tf.clip_by_value(log_var, -20., 10.)
 

@@ -120,22 +120,6 @@ def halo(transform):
   return int(math.ceil(radius - 1e-9))
 
 
-def _snapshot(transform):
-  """`transform` as a `frozen.FrozenTransform` when it is a stack of tfc layers
-  it can run (equal outputs bit for bit), else itself: tfc's layers rebuild
-  every kernel from its parameterization on each call, which once per tile cost
-  about 0.08 s of a 0.37 s analysis window (48x48 latent pixels, N=64). Only
-  eagerly: a snapshot reads the layers' constants as Python numbers (graph
-  callers, such as the iterative methods, pass frozen transforms themselves)."""
-  if (isinstance(transform, frozen.FrozenTransform)
-      or not tf.executing_eagerly()):
-    return transform
-  try:
-    return frozen.FrozenTransform(transform)
-  except (ValueError, AttributeError):
-    return transform
-
-
 def _window(start, stop, size, margin):
   return max(0, start - margin), min(size, stop + margin)
 
@@ -169,7 +153,7 @@ def _apply(transform, inputs, height, width, tile, scale_in, scale_out):
   """`transform(inputs)` tile by tile, on a height x width latent grid whose
   pixels are `scale_in` input and `scale_out` output pixels wide."""
   margin = halo(transform)
-  transform = _snapshot(transform)
+  transform = frozen.snapshot(transform)
   rows, row, previous = [], [], []
   for ((r0, r1), (c0, c1)), ((a0, a1), (b0, b1)) in _windows(height, width, tile,
                                                               margin):
@@ -228,7 +212,7 @@ def mse_and_gradient(transform, x, y, tile, valid_shape=None):
       valid_shape is None) else (int(valid_shape[0]), int(valid_shape[1]))
   count = float(valid_height * valid_width * int(x.shape[-1]))
   margin = halo(transform)
-  transform = _snapshot(transform)
+  transform = frozen.snapshot(transform)
   total = tf.zeros(tf.shape(y)[:1], y.dtype)
   gradient = tf.zeros_like(y)
   previous = []
@@ -286,8 +270,9 @@ class TiledTransformsMixin:
     finally:
       self.tile = previous
 
-  def run_analysis(self, x):
-    return analyze(self.analysis_transform, x, self.tile)
+  def run_analysis(self, x, analysis=None):
+    """`analysis` (default: the model's analysis transform) of x, tile by tile."""
+    return analyze(analysis or self.analysis_transform, x, self.tile)
 
   def run_synthesis(self, y, synthesis=None):
     """`synthesis` (default: the model's synthesis transform) of y, tile by tile."""

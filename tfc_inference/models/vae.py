@@ -31,6 +31,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from tfc_inference.models import checkpoints
+from tfc_inference.models import frozen
 from tfc_inference.models import tiling
 from tfc_inference.models import transforms
 from tfc_inference.models.weights import NamedWeightsMixin
@@ -117,7 +118,8 @@ class BLS2017VAE(NamedWeightsMixin, tiling.TiledTransformsMixin, tf.keras.Model)
   def synthesize(self, y):
     """Reconstruction in [0, 255] (clipped, not rounded), full padded size (tile
     by tile inside `tiled`)."""
-    return tf.clip_by_value(self.run_synthesis(y), 0., 255.)
+    return tf.clip_by_value(
+        self.run_synthesis(y, frozen.snapshot(self.synthesis_transform)), 0., 255.)
 
   # ---------------------------------------------------------------- training
   def relaxed_rd(self, x, training=True):
