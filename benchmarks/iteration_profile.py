@@ -45,6 +45,10 @@ flags.DEFINE_list("methods", ["sga", "map", "ste", "unoise", "danneal"],
                   "Iterative methods whose loop is timed.")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"],
                   "Compute dtypes of the relaxed objective to time the loops in.")
+flags.DEFINE_bool("floor", True,
+                  "Also time each synthesis convolution alone (raw ops, forward "
+                  "+ input gradient) in float32 and bfloat16, with its GFLOP/s: "
+                  "the floor no implementation of the iteration can go below.")
 flags.DEFINE_string("output", "results/speed/iteration_profile.json", "JSON output.")
 FLAGS = flags.FLAGS
 
@@ -141,11 +145,55 @@ def profile_bits_back(x, shape, rows):
   rows["bb_sga: loop per iteration"] = loop_ms(make, x, shape, FLAGS.loop_iterations)
   y_hat = np.round(model.analyze(x)[0].numpy())
   its = FLAGS.loop_iterations
-  bbvi.reproducible_bbvi(model, y_hat, iterations=3)
-  start = time.perf_counter()
-  bbvi.reproducible_bbvi(model, y_hat, iterations=its)
+  # Each call traces its step anew (about a second): the difference of a short
+  # and a long run is the per-iteration time.
+  seconds = []
+  for iterations in (3, 3 + its):
+    start = time.perf_counter()
+    bbvi.reproducible_bbvi(model, y_hat, iterations=iterations)
+    seconds.append(time.perf_counter() - start)
   rows["reproducible BBVI (decoder) per iteration"] = (
-      1e3 * (time.perf_counter() - start) / its)
+      1e3 * (seconds[1] - seconds[0]) / its)
+
+
+def profile_convolution_floor(x, rows, gflops):
+  """Each synthesis convolution alone, as `models.frozen` runs it (float32:
+  tfc's explicit padding; bfloat16: "SAME" with grown kernels, the RGB output
+  layer in float32), without bias or GDN: forward + input gradient. `gflops`
+  gets each one's GFLOP/s; the sums are the convolution floor of one iteration."""
+  from tfc_inference.models import checkpoints  # pylint: disable=import-outside-toplevel
+  from tfc_inference.models import frozen  # pylint: disable=import-outside-toplevel
+  model, _, _ = checkpoints.load_run(FLAGS.run, FLAGS.checkpoint_dir)
+  for dtype in ("float32", "bfloat16"):
+    height, width = int(x.shape[1]) // 16, int(x.shape[2]) // 16
+    channels, total = model.num_filters, 0.
+    snapshot = frozen.FrozenTransform(model.synthesis_transform, dtype)
+    convs = [step for step in snapshot._steps if hasattr(step, "kernel")]  # pylint: disable=protected-access
+    layers = [l for l in model.synthesis_transform.layers
+              if hasattr(l, "kernel_support")]
+    for index, (conv, layer) in enumerate(zip(convs, layers)):
+      # Multiply-adds of tfc's k x k kernel (not of the grown bfloat16 one).
+      k, stride = layer.kernel_support[0], conv.strides[0]
+      inputs = tf.cast(tf.random.normal([1, height, width, channels]), conv.dtype)
+      shape = [1, stride * height, stride * width, conv.filters]
+
+      @tf.function
+      def part(inputs=inputs, conv=conv, shape=shape):
+        with tf.GradientTape() as tape:
+          tape.watch(inputs)
+          outputs = tf.nn.conv2d_transpose(inputs, conv.kernel, shape,
+                                           conv.strides, conv.padding)
+          loss = tf.reduce_sum(tf.square(tf.cast(outputs, tf.float32)))
+        return tape.gradient(loss, inputs)
+      ms = median_ms(part, FLAGS.repeats)
+      name = (f"conv {index} {height}x{width} {channels}->{conv.filters} "
+              f"{conv.dtype.name}")
+      rows[f"{name}, fwd+grad ({dtype} synthesis)"] = ms
+      gflops[f"{name} ({dtype} synthesis)"] = (
+          2 * 2. * height * width * k * k * channels * conv.filters / ms / 1e6)
+      total += ms
+      height, width, channels = stride * height, stride * width, conv.filters
+    rows[f"synthesis convolutions alone, {dtype} (floor)"] = total
 
 
 def main(argv):
@@ -164,12 +212,18 @@ def main(argv):
   profile_hyperprior(x, shape, rows)
   if FLAGS.bb_run:
     profile_bits_back(x, shape, rows)
+  gflops = {}
+  if FLAGS.floor:
+    profile_convolution_floor(x, rows, gflops)
   for key, value in rows.items():
     print(f"{key:48s} {value:8.1f} ms")
+  for key, value in gflops.items():
+    print(f"{key:48s} {value:8.0f} GFLOP/s")
   summary = dict(run=FLAGS.run, bb_run=FLAGS.bb_run, image=name,
                  height=int(shape[0]), width=int(shape[1]), cpus=os.cpu_count(),
                  load_average_before=load_before,
-                 load_average_after=os.getloadavg()[0], milliseconds=rows)
+                 load_average_after=os.getloadavg()[0], milliseconds=rows,
+                 convolution_gflops=gflops)
   from tfc_inference.evaluation import runner  # pylint: disable=import-outside-toplevel
   runner.write_json(os.path.abspath(FLAGS.output), summary)
   print(f"wrote {FLAGS.output}")

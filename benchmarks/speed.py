@@ -54,6 +54,9 @@ flags.DEFINE_integer("full_iterations", 2000,
 flags.DEFINE_integer("repeats", 5, "Timed repeats of amortized encode/decode.")
 flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"],
                   "Dtype of the relaxed objective's synthesis (iterative methods).")
+flags.DEFINE_integer("bits_back_decode_its", 2000,
+                     "Reproducible-BBVI iterations of the bits-back file whose "
+                     "cold decode is timed (bb_no_sga file; 0: skip).")
 flags.DEFINE_string("output", "results/speed/speed.json", "JSON output.")
 flags.DEFINE_string("measure", None,
                     "Internal: run one measurement in this process and print "
@@ -146,6 +149,21 @@ def measure_in_process(kind, image):
               seconds_per_iteration_per_mp=per_iteration / megapixels)
 
 
+def time_bits_back_decode(png, tmp, checkpoint_args):
+  """Writes a bb_no_sga file (reproducible BBVI, --bits_back_decode_its) and
+  times its cold `decompress`, which repeats the BBVI."""
+  examples = os.path.join(ROOT, "examples")
+  tfci = os.path.join(tmp, "bits_back.tfci")
+  run_process([sys.executable, os.path.join(examples, "bb_no_sga.py"), "compress",
+               _bb_run_name(), png, tfci, "--noverbose",
+               "--bbvi_its", str(FLAGS.bits_back_decode_its)] + checkpoint_args)
+  seconds, peak, _ = run_process(
+      [sys.executable, os.path.join(examples, "mbt2018_bb.py"), "decompress",
+       tfci, os.path.join(tmp, "bits_back.png"), "--noverbose"] + checkpoint_args)
+  return dict(bbvi_its=FLAGS.bits_back_decode_its, decompress_seconds=seconds,
+              decompress_peak_mib=peak)
+
+
 def load_image():
   from tfc_inference.util import image_io  # pylint: disable=import-outside-toplevel
   from tfc_inference.util import synthetic  # pylint: disable=import-outside-toplevel
@@ -182,9 +200,18 @@ def main(argv):
     cold_decompress, cold_decompress_peak, _ = run_process(
         [sys.executable, binary, "decompress", tfci, os.path.join(tmp, "out.png"),
          "--noverbose"] + checkpoint_args)
+    # The reference of the cold-start goal: importing tfc alone.
+    tfc_import, _, _ = run_process(
+        [sys.executable, "-c", "import tensorflow_compression"])
     print(f"cold start: compress {cold_compress:.1f} s "
           f"({cold_compress_peak:.0f} MiB), decompress {cold_decompress:.1f} s "
-          f"({cold_decompress_peak:.0f} MiB)", flush=True)
+          f"({cold_decompress_peak:.0f} MiB); import tensorflow_compression "
+          f"alone {tfc_import:.1f} s", flush=True)
+    bits_back_decode = None
+    if FLAGS.bits_back_decode_its:
+      bits_back_decode = time_bits_back_decode(png, tmp, checkpoint_args)
+      print(f"bits-back decode ({FLAGS.bits_back_decode_its} BBVI its), cold: "
+            f"{bits_back_decode['decompress_seconds']:.1f} s", flush=True)
     amortized = measure_child("amortized", npy)
     print(f"amortized: encode {amortized['encode_seconds']:.3f} s, decode "
           f"{amortized['decode_seconds']:.3f} s per image "
@@ -208,7 +235,9 @@ def main(argv):
       cold_start=dict(compress_seconds=cold_compress,
                       compress_peak_mib=cold_compress_peak,
                       decompress_seconds=cold_decompress,
-                      decompress_peak_mib=cold_decompress_peak),
+                      decompress_peak_mib=cold_decompress_peak,
+                      import_tfc_seconds=tfc_import),
+      bits_back_decode=bits_back_decode,
       amortized=amortized, iterative=iterative)
   from tfc_inference.evaluation import runner  # pylint: disable=import-outside-toplevel
   runner.write_json(os.path.abspath(FLAGS.output), summary)

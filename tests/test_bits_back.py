@@ -112,10 +112,42 @@ def test_side_info_longer_than_needed_is_returned_whole(bb_model):
 
 def test_header_fields_round_trip():
   header = bits_back.SideInfoHeader(10, zlib.crc32(b"x"), 3, 7, 5, -4, 9, -100, 200,
-                                    2000, float(np.float32(0.003)), 1)
+                                    2000, float(np.float32(0.003)), 1,
+                                    bbvi.LIKELIHOOD_TWO_LOG_CDFS)
   assert bits_back.SideInfoHeader.from_bytes(header.to_bytes()) == header
+  # Headers written before the likelihood field: tfc's four log-CDFs.
+  old = bits_back.SideInfoHeader.from_bytes(header.to_bytes()[:-1])
+  assert old.bbvi_likelihood == bbvi.LIKELIHOOD_FOUR_LOG_CDFS
+  header.bbvi_likelihood = 7
+  with pytest.raises(file_format.FormatError, match="bbvi_likelihood 7"):
+    bits_back.SideInfoHeader.from_bytes(header.to_bytes()).check(100)
   with pytest.raises(file_format.FormatError):
     bits_back.SideInfoHeader.from_bytes(struct.pack("<I", 1))
+
+
+def test_both_likelihoods_agree_and_old_files_still_decode(bb_model):
+  """BBVI's two forms of log p(y | z) agree to float rounding, and a file
+  written before the header recorded the form (tfc's four log-CDFs, header
+  without the field) decodes with the form it was written with."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  model, _, run_name = bb_model
+  image = synthetic.test_image(64, 64, seed=8)
+  y_hat = np.round(model.analyze(codec.to_batch(image))[0].numpy())
+  mean, log_var = bbvi.reproducible_bbvi(model, y_hat, iterations=0)
+  z = mean + 0.3 * np.exp(0.5 * log_var)
+  bits = [float(bbvi.net_bits(model, tf.constant(y_hat, tf.float32), z, mean,
+                              log_var, likelihood=likelihood)[0])
+          for likelihood in bbvi.LIKELIHOODS]
+  assert bits[0] == pytest.approx(bits[1], rel=1e-5)
+  side_info = os.urandom(200)
+  data, _ = bits_back.encode_file(
+      model, run_name, "bb_no_sga", image, y_hat, side_info=side_info,
+      bbvi_its=BBVI_ITS, bbvi_likelihood=bbvi.LIKELIHOOD_FOUR_LOG_CDFS)
+  compressed = file_format.CompressedFile.from_bytes(data)
+  compressed.extra = compressed.extra[:-1]  # the header's layout before the field
+  _, info = bits_back.decode_file(
+      model, file_format.CompressedFile.from_bytes(compressed.to_bytes()))
+  assert info["side_info"] == side_info
 
 
 def test_models_can_be_built_after_determinism_is_enabled():

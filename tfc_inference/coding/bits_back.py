@@ -33,7 +33,9 @@ from tfc_inference.models import hyperprior
 from tfc_inference.util import image_io
 
 METHODS = ("mbt2018_bb", "bb_plain", "bb_no_sga", "bb_sga")
-_EXTRA_FORMAT = "<IIIIBhhiiHfI"  # see SideInfoHeader
+# SideInfoHeader's fields; files before 2026-12-04 lack the last one (B).
+_EXTRA_FORMAT = "<IIIIBhhiiHfIB"
+_EXTRA_FORMAT_WITHOUT_LIKELIHOOD = _EXTRA_FORMAT[:-1]
 # Header bounds a decoder accepts (the decoder repeats BBVI, so its iteration
 # count is decode work): 10x the paper's 2000 iterations, Adam rates in (0, 1].
 MAX_BBVI_ITS = 20000
@@ -57,15 +59,19 @@ class SideInfoHeader:
   bbvi_its: int = 0  # 0: q(z | y_hat) is the amortized hyper-encoder's
   bbvi_lr: float = 0.003
   bbvi_seed: int = 0
+  # How the BBVI evaluated log p(y | z) (`bbvi.LIKELIHOODS`); headers written
+  # before the field existed read as tfc's four log-CDFs.
+  bbvi_likelihood: int = bbvi.LIKELIHOOD_FOUR_LOG_CDFS
 
   def to_bytes(self):
     return struct.pack(_EXTRA_FORMAT, *dataclasses.astuple(self))
 
   @classmethod
   def from_bytes(cls, data):
-    if len(data) != struct.calcsize(_EXTRA_FORMAT):
-      raise file_format.FormatError("bits-back header has the wrong size")
-    return cls(*struct.unpack(_EXTRA_FORMAT, data))
+    for layout in (_EXTRA_FORMAT, _EXTRA_FORMAT_WITHOUT_LIKELIHOOD):
+      if len(data) == struct.calcsize(layout):
+        return cls(*struct.unpack(layout, data))
+    raise file_format.FormatError("bits-back header has the wrong size")
 
   def check(self, payload_words):
     """Raises FormatError unless every field is in the range an encoder writes."""
@@ -74,6 +80,9 @@ class SideInfoHeader:
       problems.append(f"bbvi_its {self.bbvi_its} is above {MAX_BBVI_ITS}")
     if not (math.isfinite(self.bbvi_lr) and 0 < self.bbvi_lr <= MAX_BBVI_LR):
       problems.append(f"bbvi_lr {self.bbvi_lr} is not in (0, {MAX_BBVI_LR:g}]")
+    if self.bbvi_likelihood not in bbvi.LIKELIHOODS:
+      problems.append(f"bbvi_likelihood {self.bbvi_likelihood} is not one of "
+                      f"{bbvi.LIKELIHOODS}")
     if not self.y_min < self.y_max:
       problems.append(f"y_min {self.y_min} is not below y_max {self.y_max}")
     if not self.z_kmin < self.z_kmax:
@@ -121,9 +130,11 @@ class BitsBackCoder:
   the result of `bbvi.reproducible_bbvi` (which the decoder repeats exactly).
   """
 
-  def __init__(self, model, bbvi_its=0, bbvi_lr=0.003, bbvi_seed=0):
+  def __init__(self, model, bbvi_its=0, bbvi_lr=0.003, bbvi_seed=0,
+               bbvi_likelihood=bbvi.LIKELIHOOD_TWO_LOG_CDFS):
     # The learning rate travels as float32 in the header; use that value here too.
     self.bbvi_its, self.bbvi_seed = int(bbvi_its), int(bbvi_seed)
+    self.bbvi_likelihood = int(bbvi_likelihood)
     self.bbvi_lr = float(np.float32(bbvi_lr))
     self._posterior_cache = {}
     self.bbvi_seconds = 0.
@@ -148,7 +159,8 @@ class BitsBackCoder:
     if key not in self._posterior_cache:
       start = time.time()
       mean, log_var = bbvi.reproducible_bbvi(
-          self.model, y_hat, self.bbvi_its, self.bbvi_lr, self.bbvi_seed)
+          self.model, y_hat, self.bbvi_its, self.bbvi_lr, self.bbvi_seed,
+          self.bbvi_likelihood)
       self.bbvi_seconds += time.time() - start
       std = np.exp(0.5 * log_var.astype(np.float64))
       self._posterior_cache = {key: (mean.astype(np.float64) / self.delta,
@@ -210,7 +222,8 @@ class BitsBackCoder:
         side_info_bytes=len(side_info), side_info_crc=zlib.crc32(side_info),
         pad_words=pad_words, pad_seed=seed, grid_bits=self.grid_bits,
         y_min=y_min, y_max=y_max, z_kmin=self.z_kmin, z_kmax=self.z_kmax,
-        bbvi_its=self.bbvi_its, bbvi_lr=self.bbvi_lr, bbvi_seed=self.bbvi_seed)
+        bbvi_its=self.bbvi_its, bbvi_lr=self.bbvi_lr, bbvi_seed=self.bbvi_seed,
+        bbvi_likelihood=self.bbvi_likelihood)
     info = dict(side_info_bits=8 * len(side_info), padding_bits=32 * pad_words,
                 side_info_needed_bits=needed_bits, bbvi_seconds=self.bbvi_seconds)
     return coder.get_compressed(), header, z_index, info
@@ -292,15 +305,16 @@ def estimate_net_bits(coder, y_hat, z_index):
 
 
 def encode_file(model, run_name, method, image, y_hat, side_info=None, seed=0,
-                bbvi_its=0, bbvi_lr=0.003, bbvi_seed=0):
+                bbvi_its=0, bbvi_lr=0.003, bbvi_seed=0,
+                bbvi_likelihood=bbvi.LIKELIHOOD_TWO_LOG_CDFS):
   """Writes the file for integer latents `y_hat` [1, h, w, N] of one image.
 
   With `bbvi_its` > 0, q(z | y_hat) comes from reproducible BBVI (Algorithm 1,
-  step 3). The file records `model.tile` for the decoder's synthesis. Returns
+  step 3), evaluating log p(y | z) as `bbvi_likelihood` says (recorded). The file records `model.tile` for the decoder's synthesis. Returns
   (file bytes, info dict with side_info_bits, padding_bits, est_net_bits,
   bbvi_seconds).
   """
-  coder = BitsBackCoder(model, bbvi_its, bbvi_lr, bbvi_seed)
+  coder = BitsBackCoder(model, bbvi_its, bbvi_lr, bbvi_seed, bbvi_likelihood)
   if side_info is None:
     side_info = random_side_info(coder.side_info_capacity_bits(y_hat), seed)
   words, header, z_index, info = coder.encode(y_hat, side_info, seed=seed)
@@ -321,7 +335,8 @@ def decode_file(model, compressed, max_pixels=None):
   header = check_header(compressed, max_pixels)
   (payload,) = compressed.strings
   words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-  coder = BitsBackCoder(model, header.bbvi_its, header.bbvi_lr, header.bbvi_seed)
+  coder = BitsBackCoder(model, header.bbvi_its, header.bbvi_lr, header.bbvi_seed,
+                        header.bbvi_likelihood)
   y_hat, side_info, info = coder.decode(
       words, header, compressed.y_shape, compressed.z_shape, compressed)
   with model.tiled(compressed.tile):

@@ -25,11 +25,20 @@ import tensorflow_probability as tfp
 from tfc_inference.inference import rounding
 from tfc_inference.models import frozen
 from tfc_inference.models import hyperprior
+from tfc_inference.models import noisy_normal
 from tfc_inference.models import tiling
 from tfc_inference.util import progress
 
 tfd = tfp.distributions
 _LN2 = float(np.log(2.))
+
+# How `net_bits` evaluates log p(y | z). The decoder repeats the encoder's
+# reproducible BBVI bit for bit, so a bits-back file records which one it used.
+# Both give the same values to float rounding; the two-log-CDF form
+# (`models.noisy_normal`) takes about 40% of the time with its gradient.
+LIKELIHOOD_FOUR_LOG_CDFS = 0  # tfc.NoisyNormal: bits-back files before 2026-12-04
+LIKELIHOOD_TWO_LOG_CDFS = 1
+LIKELIHOODS = (LIKELIHOOD_FOUR_LOG_CDFS, LIKELIHOOD_TWO_LOG_CDFS)
 
 
 def configure_determinism():
@@ -53,23 +62,32 @@ def configure_determinism():
     pass
 
 
-def net_bits(model, y, z, mean, log_var, hyper_synthesis=None):
+def net_bits(model, y, z, mean, log_var, hyper_synthesis=None,
+             likelihood=LIKELIHOOD_TWO_LOG_CDFS):
   """Per-image -log2 p(y | z) - log2 p(z) + log2 q(z), y on the integer grid [B].
 
   p(y | z) is the Gaussian convolved with a unit uniform (tfc's NoisyNormal), so for
-  integer y it is the probability mass the entropy coder uses. `hyper_synthesis`:
-  as in the model's `y_conditional`.
+  integer y it is the probability mass the entropy coder uses; `likelihood` (one
+  of `LIKELIHOODS`) chooses how it is evaluated. `hyper_synthesis`: as in the
+  model's `y_conditional`.
   """
   loc, indexes = model.y_conditional(z, tf.shape(y)[1:3], hyper_synthesis)
   scale = hyperprior.scale_fn(tf.clip_by_value(indexes, 0., hyperprior.SCALES_LEVELS - 1.))
-  log_p_y = tfc.NoisyNormal(loc=loc, scale=scale).log_prob(y)
+  if likelihood == LIKELIHOOD_TWO_LOG_CDFS:
+    log_p_y = noisy_normal.log_prob(y, loc, scale)
+  elif likelihood == LIKELIHOOD_FOUR_LOG_CDFS:
+    log_p_y = tfc.NoisyNormal(loc=loc, scale=scale).log_prob(y)
+  else:
+    raise ValueError(f"likelihood must be one of {LIKELIHOODS}, not {likelihood!r}")
   bits_y = -tf.reduce_sum(log_p_y, axis=[1, 2, 3]) / _LN2
   return bits_y + model.z_net_bits(z, mean, log_var)
 
 
-def reproducible_bbvi(model, y_hat, iterations=2000, lr=0.003, seed=0):
+def reproducible_bbvi(model, y_hat, iterations=2000, lr=0.003, seed=0,
+                      likelihood=LIKELIHOOD_TWO_LOG_CDFS):
   """q(z | y_hat) by seeded BBVI. `y_hat` [1, h, w, N] integers; returns numpy
-  (mean, log_var), each [1, h/4, w/4, N], float32."""
+  (mean, log_var), each [1, h/4, w/4, N], float32. `likelihood`: as in
+  `net_bits` (a decoder passes the one its file records)."""
   configure_determinism()
   y_hat = tf.constant(y_hat, tf.float32)
   mean0, log_var0 = model.posterior_z(y_hat)
@@ -87,7 +105,7 @@ def reproducible_bbvi(model, y_hat, iterations=2000, lr=0.003, seed=0):
     with tf.GradientTape() as tape:
       z = mean + tf.exp(0.5 * log_var) * eps
       loss = tf.reduce_sum(net_bits(model, y_hat, z, mean, log_var,
-                                    hyper_synthesis))
+                                    hyper_synthesis, likelihood))
     grads = tape.gradient(loss, [mean, log_var])
     optimizer.apply_gradients(zip(grads, [mean, log_var]))
     return loss

@@ -4,8 +4,9 @@
 upper tail at x +- 1/2) and selects the stable pair. The Gaussian is symmetric, so
 the distance |x - loc| alone fixes the stable pair: two log-CDFs give the same value
 (to float rounding) and about half the time, gradient included. Used by the relaxed
-rate of iterative inference, which evaluates it thousands of times per image; code
-whose results a decoder must repeat keeps tfc's version.
+rate of iterative inference and by reproducible BBVI, which evaluate it thousands
+of times per image (bits-back files record which form their BBVI used, since the
+decoder repeats it bit for bit: see `inference.bbvi.LIKELIHOODS`).
 """
 
 import tensorflow as tf
