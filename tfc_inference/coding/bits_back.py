@@ -135,6 +135,9 @@ class BitsBackCoder:
     # The learning rate travels as float32 in the header; use that value here too.
     self.bbvi_its, self.bbvi_seed = int(bbvi_its), int(bbvi_seed)
     self.bbvi_likelihood = int(bbvi_likelihood)
+    if self.bbvi_likelihood not in bbvi.LIKELIHOODS:
+      raise ValueError(f"bbvi_likelihood must be one of {bbvi.LIKELIHOODS}, "
+                       f"not {bbvi_likelihood!r}")
     self.bbvi_lr = float(np.float32(bbvi_lr))
     self._posterior_cache = {}
     self.bbvi_seconds = 0.
@@ -310,7 +313,8 @@ def encode_file(model, run_name, method, image, y_hat, side_info=None, seed=0,
   """Writes the file for integer latents `y_hat` [1, h, w, N] of one image.
 
   With `bbvi_its` > 0, q(z | y_hat) comes from reproducible BBVI (Algorithm 1,
-  step 3), evaluating log p(y | z) as `bbvi_likelihood` says (recorded). The file records `model.tile` for the decoder's synthesis. Returns
+  step 3), evaluating log p(y | z) as `bbvi_likelihood` says (recorded in the
+  header). The file records `model.tile` for the decoder's synthesis. Returns
   (file bytes, info dict with side_info_bits, padding_bits, est_net_bits,
   bbvi_seconds).
   """
