@@ -117,7 +117,7 @@ rounds() {  # total spec...
 specs=()
 case ${1:-} in
   base)
-    train "$BASE" 0.01 "$BASE_STEPS" "$BASE_DECAY_AT" mbt2018 "$BASE" 1e-4 ;;
+    train "$BASE" 0.01 "$BASE_STEPS" "$BASE_DECAY_AT" ;;
   ladder)
     for lmbda in $LADDER; do
       lr=1e-4

@@ -247,8 +247,9 @@ class RangeCodedHyperprior(HyperpriorModel):
         quantization_offset=self.z_offset)
     _, bits_z = rate_model(z_hat, training=False)
     y_shape = tf.shape(y_hat)[1:3]
-    loc, indexes = (self.y_conditional(z_hat, y_shape, hyper_synthesis)
-                    if hyper_synthesis else self.coding_conditional(z_hat, y_shape))
+    loc, indexes = self.y_conditional(
+        z_hat, y_shape,
+        hyper_synthesis or frozen.snapshot(self.hyper_synthesis_transform))
     _, bits_y = self.y_entropy_model(
         y_hat, coding_indexes(indexes), loc=loc, training=False)
     return bits_y + bits_z
