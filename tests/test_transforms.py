@@ -20,6 +20,25 @@ def test_build_stack_creates_what_a_first_call_would():
   np.testing.assert_array_equal(built(y).numpy(), called(y).numpy())
 
 
+def test_stacks_built_for_loading_take_the_same_weights():
+  """`build_stack(initialize=False)` skips the random kernels (zero until
+  loaded) but creates the same variables; loaded, it computes the same."""
+  for make, channels in [(lambda: transforms.AnalysisTransform(8, 12), 3),
+                         (lambda: transforms.SynthesisTransform(8), 12),
+                         (lambda: transforms.HyperSynthesisTransform(8, 24), 8)]:
+    initialized, empty = make(), make()
+    initialized.build_stack([None, None, None, channels])
+    empty.build_stack([None, None, None, channels], initialize=False)
+    assert ([(v.name, v.shape) for v in empty.weights]
+            == [(v.name, v.shape) for v in initialized.weights])
+    kernels = [v for v in empty.weights if "kernel" in v.name]
+    assert kernels and not any(np.any(v.numpy()) for v in kernels)
+    for source, target in zip(initialized.weights, empty.weights):
+      target.assign(source)
+    x = tf.random.stateless_normal([1, 16, 16, channels], [4, 5])
+    np.testing.assert_array_equal(empty(x).numpy(), initialized(x).numpy())
+
+
 def test_stack_runs_its_layers_in_order():
   stack = transforms.HyperSynthesisTransform(8, 16)
   stack.build_stack([None, None, None, 8])

@@ -96,11 +96,14 @@ def write_config(path, config):
 
 
 def build_model(config):
+  """An unloaded model of `config`'s family and sizes: its kernels are zero until
+  weights are assigned (as `load_run` does)."""
   cls = hyperprior.MODEL_CLASSES.get(config.get("model"))
   if cls is None:
     raise CheckpointError(f"unknown model family {config.get('model')!r}")
-  model = cls(lmbda=config["lmbda"], num_filters=config["num_filters"])
-  model.build_all()
+  sizes = {"num_latents": config["num_latents"]} if "num_latents" in config else {}
+  model = cls(lmbda=config["lmbda"], num_filters=config["num_filters"], **sizes)
+  model.build_all(initialize=False)  # load_run assigns every weight next
   return model
 
 
