@@ -57,6 +57,50 @@ def test_init_from_transfers_matching_layers():
                                 source.weight_arrays()[key])
 
 
+@pytest.mark.parametrize("cls", sorted(hyperprior.MODEL_CLASSES.values(),
+                                        key=lambda c: c.__name__))
+def test_widen_latents_keeps_what_the_narrow_model_computes(cls):
+  narrow = cls(lmbda=0.01, num_filters=8)
+  narrow.build_all()
+  wide = cls(lmbda=0.04, num_filters=8, num_latents=12)
+  wide.build_all()
+  wide.set_weight_arrays(hyperprior.widen_latents(wide, narrow.weight_arrays()))
+  x = tf.constant(synthetic.image_batch(1, 64, 64, seed=1), tf.float32)
+  y = narrow.analysis_transform(x)
+  y_wide = wide.analysis_transform(x)
+  assert y_wide.shape[-1] == 12
+  np.testing.assert_array_equal(y_wide[..., :8], y)
+  # The new channels are read with zero weight, whatever they hold.
+  y_any = tf.concat([y, 5. * tf.ones_like(y_wide[..., 8:])], axis=-1)
+  np.testing.assert_array_equal(wide.synthesis_transform(y_any),
+                                narrow.synthesis_transform(y))
+  z = narrow.hyper_analysis_transform(narrow.hyper_analysis_input(y))
+  np.testing.assert_array_equal(
+      wide.hyper_analysis_transform(wide.hyper_analysis_input(y_any)), z)
+  # Hyper-synthesis outputs come in groups of y channels ([loc, index] or [index]).
+  params = narrow.hyper_synthesis_transform(z[..., :8])
+  params_wide = wide.hyper_synthesis_transform(z[..., :8])
+  groups = params.shape[-1] // 8
+  for g in range(groups):
+    np.testing.assert_array_equal(params_wide[..., 12 * g:12 * g + 8],
+                                  params[..., 8 * g:8 * (g + 1)])
+  same_width = narrow.weight_arrays()
+  assert hyperprior.widen_latents(narrow, same_width) is same_width
+  with pytest.raises(ValueError, match="narrow"):
+    hyperprior.widen_latents(narrow, wide.weight_arrays())
+
+
+def test_run_name_and_config_carry_a_wider_y(tmp_path):
+  from tfc_inference.models import checkpoints  # pylint: disable=import-outside-toplevel
+  assert (hyperprior.run_name("mbt2018", 64, 0.08, 192)
+          == "mbt2018-num_filters=64-num_latents=192-lmbda=0.08")
+  assert hyperprior.run_name("mbt2018", 64, 0.08, 64) == "mbt2018-num_filters=64-lmbda=0.08"
+  model = checkpoints.build_model(
+      {"model": "mbt2018", "lmbda": 0.08, "num_filters": 8, "num_latents": 12})
+  assert model.num_latents == 12 and model.num_filters == 8
+  assert model.weight_arrays()["synthesis_transform/layer_0/layer_0/kernel_real"].shape[0] == 12
+
+
 def test_continuing_from_exported_weights_keeps_counting_and_logs_legs(tmp_path):
   """A run continued from its own weights.npz (a fresh clone has no train/)
   counts on from its `steps`, and config.json's lr_schedule gains one leg per

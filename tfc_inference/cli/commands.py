@@ -46,11 +46,14 @@ def train_run(name, make_model, fields):
   os.makedirs(path, exist_ok=True)
   config = (checkpoints.read_config(path)
             if os.path.exists(os.path.join(path, checkpoints.CONFIG_FILE)) else {})
-  if config and (config.get("model") != fields["model"]
-                 or config.get("num_filters") != fields["num_filters"]):
+  sizes = ("num_filters", "num_latents")
+  if config and (config.get("model") != fields["model"] or any(
+      config.get(key, config.get("num_filters")) != fields.get(key, fields["num_filters"])
+      for key in sizes)):
     raise checkpoints.CheckpointError(
-        f"{path} holds a {config.get('model')} run with num_filters="
-        f"{config.get('num_filters')}; pick another --run_name")
+        f"{path} holds a {config.get('model')} run with "
+        + ", ".join(f"{key}={config.get(key, config.get('num_filters'))}"
+                    for key in sizes) + "; pick another --run_name")
   config.update(
       fields, last_step=FLAGS.last_step, batchsize=FLAGS.batchsize,
       patchsize=FLAGS.patchsize,
@@ -78,6 +81,8 @@ def train_run(name, make_model, fields):
   with strategy.scope():
     model = make_model()
     model.build_all()
+  if init_arrays is not None and isinstance(model, hyperprior.HyperpriorModel):
+    init_arrays = hyperprior.widen_latents(model, init_arrays)
   replicas = strategy.num_replicas_in_sync
   print(f"training {name} in {path}"
         + (f" on {replicas} replicas ({FLAGS.strategy})" if replicas > 1 else ""),
@@ -97,10 +102,16 @@ def train(prefix):
   """`train`: trains (or resumes) the run of family `prefix` set by the flags."""
   lmbda = FLAGS["lambda"].value
   cls = hyperprior.MODEL_CLASSES[prefix]
-  train_run(FLAGS.run_name or hyperprior.run_name(prefix, FLAGS.num_filters, lmbda),
-            lambda: cls(lmbda=lmbda, num_filters=FLAGS.num_filters),
-            dict(model=prefix, model_class=cls.__name__,
-                 num_filters=FLAGS.num_filters, lmbda=lmbda))
+  num_latents = FLAGS.num_latents or FLAGS.num_filters
+  fields = dict(model=prefix, model_class=cls.__name__,
+                num_filters=FLAGS.num_filters, lmbda=lmbda)
+  if num_latents != FLAGS.num_filters:
+    fields["num_latents"] = num_latents
+  train_run(FLAGS.run_name or hyperprior.run_name(
+                prefix, FLAGS.num_filters, lmbda, num_latents),
+            lambda: cls(lmbda=lmbda, num_filters=FLAGS.num_filters,
+                        num_latents=num_latents),
+            fields)
 
 
 def load_model(run, families):

@@ -1,7 +1,8 @@
 """The three hyperprior models: mean-scale (M3), its bits-back variant, and scale-only (M6).
 
 Shapes: images `x` are float32 `[B, H, W, 3]` in [0, 255] with H, W multiples of 64;
-latents `y` are `[B, H/16, W/16, N]`; hyper-latents `z` are `[B, H/64, W/64, N]`.
+latents `y` are `[B, H/16, W/16, M]`; hyper-latents `z` are `[B, H/64, W/64, N]`
+(N = num_filters, M = num_latents, N by default).
 Rates are in bits, distortion is the mean squared error on 0-255 pixels, and the
 training loss is `bpp + lmbda * mse` (tfc's `bmshj2018` convention).
 
@@ -15,6 +16,7 @@ this package must round to):
 """
 
 import hashlib
+import itertools
 
 import numpy as np
 import tensorflow as tf
@@ -73,18 +75,23 @@ class HyperpriorModel(weights.NamedWeightsMixin, tiling.TiledTransformsMixin,
   Attributes:
     name_prefix: the run-directory prefix of this model family (e.g. "mbt2018").
     lmbda: rate-distortion trade-off of the training loss.
-    num_filters: channels of every hidden layer and of y and z.
+    num_filters: channels of every hidden layer and of z (N).
+    num_latents: channels of y (M; default N). The bottleneck: at N = M = 64, y
+      holds a quarter of a value per pixel, which caps the quality the transforms
+      reach at high rates (Minnen et al. use M = 320 there).
   """
 
   name_prefix = None
   hyper_analysis_input_abs = False
   y_grid_uses_loc = False
 
-  def __init__(self, lmbda, num_filters, **kwargs):
+  def __init__(self, lmbda, num_filters, num_latents=None, **kwargs):
     super().__init__(**kwargs)
     self.lmbda = float(lmbda)
     self.num_filters = int(num_filters)
-    self.analysis_transform = transforms.AnalysisTransform(num_filters)
+    self.num_latents = int(num_latents or num_filters)
+    self.analysis_transform = transforms.AnalysisTransform(
+        num_filters, self.num_latents)
     self.synthesis_transform = transforms.SynthesisTransform(num_filters)
     self.y_entropy_model = tfc.LocationScaleIndexedEntropyModel(
         tfc.NoisyNormal, SCALES_LEVELS, scale_fn, coding_rank=3,
@@ -93,14 +100,16 @@ class HyperpriorModel(weights.NamedWeightsMixin, tiling.TiledTransformsMixin,
     self._coders = None
 
   # ---------------------------------------------------------------- building
-  def build_all(self):
+  def build_all(self, initialize=True):
     """Creates every variable without running the model (see
-    `transforms.LayerStack`: a forward pass here was most of a cold start)."""
-    n = self.num_filters
-    self.analysis_transform.build_stack([None, None, None, 3])
-    self.synthesis_transform.build_stack([None, None, None, n])
-    self.hyper_analysis_transform.build_stack([None, None, None, n])
-    self.hyper_synthesis_transform.build_stack([None, None, None, n])
+    `transforms.LayerStack`: a forward pass here was most of a cold start).
+    `initialize=False`: leave the kernels at zero, for weights about to be loaded."""
+    m = self.num_latents
+    shapes = {"analysis_transform": 3, "synthesis_transform": m,
+              "hyper_analysis_transform": m,
+              "hyper_synthesis_transform": self.num_filters}
+    for part, channels in shapes.items():
+      getattr(self, part).build_stack([None, None, None, channels], initialize)
     self.built = True
 
   _PARTS = ("analysis_transform", "synthesis_transform",
@@ -193,8 +202,8 @@ class RangeCodedHyperprior(HyperpriorModel):
   the expensive table construction.
   """
 
-  def __init__(self, lmbda, num_filters, **kwargs):
-    super().__init__(lmbda, num_filters, **kwargs)
+  def __init__(self, lmbda, num_filters, num_latents=None, **kwargs):
+    super().__init__(lmbda, num_filters, num_latents, **kwargs)
     self.hyper_analysis_transform = transforms.HyperAnalysisTransform(num_filters)
     self.hyperprior = factorized.NoisyDeepFactorized(batch_shape=[num_filters])
     self.z_train_model = tfc.ContinuousBatchedEntropyModel(
@@ -336,10 +345,10 @@ class MeanScaleHyperprior(RangeCodedHyperprior):
   name_prefix = "mbt2018"
   y_grid_uses_loc = True
 
-  def __init__(self, lmbda=0.01, num_filters=192, **kwargs):
-    super().__init__(lmbda, num_filters, **kwargs)
+  def __init__(self, lmbda=0.01, num_filters=192, num_latents=None, **kwargs):
+    super().__init__(lmbda, num_filters, num_latents, **kwargs)
     self.hyper_synthesis_transform = transforms.HyperSynthesisTransform(
-        num_filters, 2 * num_filters)
+        num_filters, 2 * self.num_latents)
 
   def _split_conditional(self, params):
     loc, indexes = tf.split(params, 2, axis=-1)
@@ -352,10 +361,10 @@ class ScaleHyperprior(RangeCodedHyperprior):
   name_prefix = "bmshj2018"
   hyper_analysis_input_abs = True
 
-  def __init__(self, lmbda=0.01, num_filters=192, **kwargs):
-    super().__init__(lmbda, num_filters, **kwargs)
+  def __init__(self, lmbda=0.01, num_filters=192, num_latents=None, **kwargs):
+    super().__init__(lmbda, num_filters, num_latents, **kwargs)
     self.hyper_synthesis_transform = transforms.HyperSynthesisTransform(
-        num_filters, num_filters)
+        num_filters, self.num_latents)
 
   def _split_conditional(self, params):
     return None, params
@@ -394,12 +403,12 @@ class BitsBackHyperprior(HyperpriorModel):
 
   name_prefix = "mbt2018_bb"
 
-  def __init__(self, lmbda=0.01, num_filters=192, **kwargs):
-    super().__init__(lmbda, num_filters, **kwargs)
+  def __init__(self, lmbda=0.01, num_filters=192, num_latents=None, **kwargs):
+    super().__init__(lmbda, num_filters, num_latents, **kwargs)
     self.hyper_analysis_transform = transforms.HyperAnalysisTransform(
         num_filters, out_channels=2 * num_filters)
     self.hyper_synthesis_transform = transforms.HyperSynthesisTransform(
-        num_filters, 2 * num_filters)
+        num_filters, 2 * self.num_latents)
     self.hyperprior = factorized.DeepFactorized(batch_shape=[num_filters])
 
   def coding_tables(self):
@@ -449,6 +458,57 @@ MODEL_CLASSES = {
 }
 
 
-def run_name(prefix, num_filters, lmbda):
-  """The authors' run-directory naming, e.g. `mbt2018-num_filters=64-lmbda=0.01`."""
-  return f"{prefix}-num_filters={num_filters}-lmbda={lmbda:g}"
+def run_name(prefix, num_filters, lmbda, num_latents=None):
+  """The authors' run-directory naming, e.g. `mbt2018-num_filters=64-lmbda=0.01`;
+  a wider y adds its width: `mbt2018-num_filters=64-num_latents=192-lmbda=0.04`."""
+  latents = (f"-num_latents={num_latents}"
+             if num_latents and num_latents != num_filters else "")
+  return f"{prefix}-num_filters={num_filters}{latents}-lmbda={lmbda:g}"
+
+
+def widen_latents(model, arrays):
+  """Fits the weights of a run with fewer latent channels into `model` (wider y).
+
+  `arrays` (key -> array, as `weight_arrays()` writes them) come from a run whose
+  y has m < M = `model.num_latents` channels. Every weight whose shape already
+  agrees is returned unchanged; the ones that touch y are embedded so that the
+  wider model computes what the narrow one did: the old channels keep their
+  weights, the new y channels get fresh analysis filters (from `model`'s current,
+  initial values) and zero weights wherever they are read (synthesis and
+  hyper-analysis inputs), so they start as unused latents that training can put to
+  work. Outputs laid out in groups per y channel (the hyper-synthesis' [loc,
+  scale index]) are embedded group by group. Returns a new dict; `arrays` is
+  returned as is when the widths agree.
+  """
+  probe = arrays.get("analysis_transform/layer_3/layer_3/kernel_real")
+  if probe is None or probe.shape[1] == model.num_latents:
+    return arrays
+  narrow, wide = probe.shape[1], model.num_latents
+  if narrow > wide:
+    raise ValueError(f"cannot narrow y from {narrow} to {wide} channels")
+
+  def axis_slices(old_size, new_size):
+    """(destination, source) slice pairs embedding one axis, or None."""
+    if old_size == new_size:
+      return [(slice(None), slice(None))]
+    groups = new_size // wide
+    if new_size % wide or old_size != groups * narrow:
+      return None
+    return [(slice(g * wide, g * wide + narrow), slice(g * narrow, (g + 1) * narrow))
+            for g in range(groups)]
+
+  widened = dict(arrays)
+  for key, var in model.named_weights().items():
+    old = arrays.get(key)
+    if old is None or old.shape == tuple(var.shape) or old.ndim != len(var.shape):
+      continue
+    per_axis = [axis_slices(o, n) for o, n in zip(old.shape, var.shape)]
+    if any(pairs is None for pairs in per_axis):
+      continue
+    new = var.numpy().copy()
+    if "kernel" in key and old.shape[0] != new.shape[0]:
+      new[old.shape[0]:] = 0.  # new input channels (y) are read with zero weight
+    for pairs in itertools.product(*per_axis):
+      new[tuple(dst for dst, _ in pairs)] = old[tuple(src for _, src in pairs)]
+    widened[key] = new
+  return widened
