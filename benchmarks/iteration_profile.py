@@ -166,9 +166,8 @@ def profile_convolution_floor(x, rows, gflops):
   model, _, _ = checkpoints.load_run(FLAGS.run, FLAGS.checkpoint_dir)
   for dtype in ("float32", "bfloat16"):
     height, width = int(x.shape[1]) // 16, int(x.shape[2]) // 16
-    channels, total = model.num_filters, 0.
-    snapshot = frozen.FrozenTransform(model.synthesis_transform, dtype)
-    convs = [step for step in snapshot._steps if hasattr(step, "kernel")]  # pylint: disable=protected-access
+    channels, total = model.num_latents, 0.
+    convs = frozen.FrozenTransform(model.synthesis_transform, dtype).convolutions
     layers = [l for l in model.synthesis_transform.layers
               if hasattr(l, "kernel_support")]
     for index, (conv, layer) in enumerate(zip(convs, layers)):

@@ -8,6 +8,7 @@ from tfc_inference.coding import codec
 from tfc_inference.coding import decoding
 from tfc_inference.coding import file_format
 from tfc_inference.models import checkpoints
+from tfc_inference.models import hyperprior
 
 RANGE_CODED = ["mbt2018", "bmshj2018"]
 
@@ -72,3 +73,27 @@ def test_decode_dispatch_for_all_families(checkpoint_dir, run_names, test_image)
     image, _ = decoding.decode_parsed(file_format.CompressedFile.from_bytes(data),
                                       model)
     assert image.shape == test_image.shape
+
+
+@pytest.mark.parametrize("prefix", RANGE_CODED)
+def test_runs_with_a_wider_y_round_trip(prefix, checkpoint_dir, run_names,
+                                        test_image, tmp_path):
+  """A run with num_latents > num_filters (widened from a tiny run) is saved,
+  loaded by its config and decodes its files exactly."""
+  narrow, config, _ = checkpoints.load_run(run_names[prefix], checkpoint_dir)
+  wide = hyperprior.MODEL_CLASSES[prefix](
+      lmbda=narrow.lmbda, num_filters=narrow.num_filters, num_latents=12)
+  wide.build_all()
+  wide.set_weight_arrays(hyperprior.widen_latents(wide, narrow.weight_arrays()))
+  name = hyperprior.run_name(prefix, narrow.num_filters, narrow.lmbda, 12)
+  (tmp_path / name).mkdir()
+  checkpoints.save_weights(wide, str(tmp_path / name))
+  checkpoints.write_config(str(tmp_path / name), dict(config, num_latents=12))
+  model, _, run_name = checkpoints.load_run(name, str(tmp_path))
+  assert run_name == name and model.num_latents == 12
+  data, y_hat, _ = _encode_amortized(model, run_name, prefix, test_image)
+  assert y_hat.shape[-1] == 12
+  image, _ = decoding.decode_parsed(file_format.CompressedFile.from_bytes(data),
+                                    model)
+  expected = model.synthesize(y_hat)[0, :100, :140].numpy()
+  np.testing.assert_array_equal(image, np.round(np.clip(expected, 0, 255)))

@@ -246,6 +246,13 @@ class FrozenTransform:
       else:
         raise ValueError(f"FrozenTransform cannot run layer {layer.name!r}")
 
+  @property
+  def convolutions(self):
+    """The frozen convolutions in order, one per `SignalConv2D`: each has the
+    `kernel` (in its compute dtype and the layout its op takes), `strides`,
+    `padding`, `filters` and `dtype` it runs with."""
+    return [step for step in self._steps if isinstance(step, _FrozenConv)]
+
   def __call__(self, inputs):
     outputs = tf.convert_to_tensor(inputs, tf.float32)
     for step in self._steps:
