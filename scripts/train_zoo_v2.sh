@@ -61,6 +61,9 @@ LADDER=${LADDER:-0.02 0.005 0.04 0.0025 0.08 0.001}
 FAMILIES=${FAMILIES:-bmshj2018 mbt2018_bb}
 FAMILY_LAMBDAS=${FAMILY_LAMBDAS:-0.01 0.02 0.005 0.04 0.0025 0.001}
 FAMILY_STEPS=${FAMILY_STEPS:-10000}
+# Channels of y of the ladder's runs (64: the hidden width; wider runs are named
+# ...-num_latents=M-... and start from the base run widened, see --num_latents).
+NUM_LATENTS=${NUM_LATENTS:-64}
 BASE=mbt2018-num_filters=64-lmbda=0.01
 COMMON=(--num_filters 64 --patchsize 256 --batchsize 2 --train_glob "$TRAIN_GLOB")
 
@@ -79,9 +82,9 @@ print(config.get("steps", 0) if v2 else 0, "v2" if v2 else "v1")
 EOF
 }
 
-train() {  # run lambda last_step decay_at [family [init_run [lr]]]
+train() {  # run lambda last_step decay_at [family [init_run [lr [num_latents]]]]
   local name=$1 lmbda=$2 last=$3 decay=$4 family=${5:-mbt2018} origin=${6:-$BASE}
-  local lr=${7:-1e-4} init=()
+  local lr=${7:-1e-4} latents=${8:-64} init=()
   read -r steps lineage < <(state_of "$name")
   if [[ ! -d "checkpoints/$name/train" ]]; then
     if [[ $lineage == v2 ]]; then init=(--init_from "$name"); else init=(--init_from "$origin"); fi
@@ -89,26 +92,33 @@ train() {  # run lambda last_step decay_at [family [init_run [lr]]]
   mkdir -p "checkpoints/$name"
   echo "=== $(date +%T) $name from step $steps to $last (lr $lr, /10 from $decay) ${init[*]}"
   "$PYTHON" "examples/$family.py" train "${COMMON[@]}" --lr "$lr" --lambda "$lmbda" \
-      --last_step "$last" --decay_at "$decay" "${init[@]}" \
+      --num_latents "$latents" --last_step "$last" --decay_at "$decay" "${init[@]}" \
       >> "checkpoints/$name/train.log" 2>&1 || { echo "!!! $name failed"; return 1; }
   tail -n 2 "checkpoints/$name/train.log"
 }
 
-# Round robin over run specs "family:lambda:origin_run[:lr]": CHUNK more steps for each
-# run below `total` steps per round, until every run has `total`.
+# The run name of family $1 at lambda $2 with $3 latent channels (64: none given).
+run_of() {
+  if [[ ${3:-64} == 64 ]]; then echo "$1-num_filters=64-lmbda=$2"
+  else echo "$1-num_filters=64-num_latents=$3-lmbda=$2"; fi
+}
+
+# Round robin over run specs "family:lambda:origin_run[:lr[:num_latents]]": CHUNK
+# more steps for each run below `total` steps per round, until every run has `total`.
 rounds() {  # total spec...
-  local total=$1 left spec family lmbda origin lr name steps target
+  local total=$1 left spec family lmbda origin lr latents name steps target
   shift
   while :; do
     left=0
     for spec in "$@"; do
-      IFS=: read -r family lmbda origin lr <<< "$spec"
-      name="$family-num_filters=64-lmbda=$lmbda"
+      IFS=: read -r family lmbda origin lr latents <<< "$spec"
+      name=$(run_of "$family" "$lmbda" "${latents:-64}")
       read -r steps _ < <(state_of "$name")
       (( steps >= total )) && continue
       left=1
       target=$(( steps + CHUNK < total ? steps + CHUNK : total ))
-      train "$name" "$lmbda" "$target" $((total * 8 / 10)) "$family" "$origin" "${lr:-1e-4}"
+      train "$name" "$lmbda" "$target" $((total * 8 / 10)) "$family" "$origin" \
+          "${lr:-1e-4}" "${latents:-64}"
     done
     (( left )) || break
   done
@@ -122,7 +132,7 @@ case ${1:-} in
     for lmbda in $LADDER; do
       lr=1e-4
       awk "BEGIN { exit !($lmbda >= 0.02) }" && lr=$HIGH_LAMBDA_LR
-      specs+=("mbt2018:$lmbda:$BASE:$lr")
+      specs+=("mbt2018:$lmbda:$BASE:$lr:$NUM_LATENTS")
     done
     rounds "$LADDER_STEPS" "${specs[@]}"
     echo "=== $(date +%T) ladder done" ;;

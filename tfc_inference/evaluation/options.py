@@ -149,7 +149,9 @@ class Run:
   """One point of a curve: a loaded checkpoint, or a JPEG quality.
 
   `lmbda` is what the CSV's lambda column holds (the run's training lambda, or
-  the JPEG quality). Runs of one `variant` (family and width) form one curve.
+  the JPEG quality). Runs of one `variant` (family and hidden width) form one
+  curve; the width of y may differ along it (wider at high rates, as in
+  Minnen et al.).
   """
   name: str
   lmbda: float

@@ -76,9 +76,7 @@ def load_run(method, name, options):
   model, config, run_name = checkpoints.load_run(
       name, options_lib.checkpoint_root(options))
   return options_lib.Run(name=run_name, lmbda=float(config["lmbda"]),
-                      variant=f"{config['model']}-num_filters={config['num_filters']}"
-                      + (f"-num_latents={config['num_latents']}"
-                         if "num_latents" in config else ""),
+                      variant=f"{config['model']}-num_filters={config['num_filters']}",
                       family=config["model"], model=model, config=config)
 
 
