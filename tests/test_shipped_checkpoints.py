@@ -60,7 +60,7 @@ def test_shipped_run_config_and_round_trip(run):
   for key in REQUIRED_CONFIG:
     assert key in config, f"{run}/config.json lacks {key}"
   assert run == hyperprior.run_name(config["model"], config["num_filters"],
-                                    config["lmbda"])
+                                    config["lmbda"], config.get("num_latents"))
   # Kodak numbers measured on all 24 images by benchmarks/evaluate_checkpoints.py.
   for key in KODAK_KEYS + (["net_bpp"] if config["model"] == "mbt2018_bb" else []):
     assert key in config["kodak"], f"{run}: kodak results lack {key}"

@@ -86,7 +86,7 @@ def test_widen_latents_keeps_what_the_narrow_model_computes(cls):
                                   params[..., 8 * g:8 * (g + 1)])
   same_width = narrow.weight_arrays()
   assert hyperprior.widen_latents(narrow, same_width) is same_width
-  with pytest.raises(ValueError, match="narrow"):
+  with pytest.raises(ValueError, match="at most as wide"):
     hyperprior.widen_latents(narrow, wide.weight_arrays())
 
 

@@ -485,7 +485,9 @@ def widen_latents(model, arrays):
     return arrays
   narrow, wide = probe.shape[1], model.num_latents
   if narrow > wide:
-    raise ValueError(f"cannot narrow y from {narrow} to {wide} channels")
+    raise weights.WeightMismatchError(
+        f"cannot initialize a y of {wide} channels from a run with {narrow}: "
+        "--init_from a run whose y is at most as wide")
 
   def axis_slices(old_size, new_size):
     """(destination, source) slice pairs embedding one axis, or None."""
