@@ -145,8 +145,12 @@ case ${1:-} in
     echo "=== $(date +%T) ladder done" ;;
   families)
     for lmbda in $FAMILY_LAMBDAS; do
+      # The mean-scale run of this lambda, whichever width of y it was shipped
+      # with; the family's run gets the same width.
+      origin=$(cd checkpoints && ls -d "mbt2018-num_filters=64-"*"lmbda=$lmbda" | head -n 1)
+      latents=$(sed -n 's/.*num_latents=\([0-9]*\).*/\1/p' <<< "$origin")
       for family in $FAMILIES; do
-        specs+=("$family:$lmbda:mbt2018-num_filters=64-lmbda=$lmbda")
+        specs+=("$family:$lmbda:$origin:1e-4:${latents:-64}")
       done
     done
     rounds "$FAMILY_STEPS" "${specs[@]}"
