@@ -46,14 +46,14 @@ def train_run(name, make_model, fields):
   os.makedirs(path, exist_ok=True)
   config = (checkpoints.read_config(path)
             if os.path.exists(os.path.join(path, checkpoints.CONFIG_FILE)) else {})
-  sizes = ("num_filters", "num_latents")
-  if config and (config.get("model") != fields["model"] or any(
-      config.get(key, config.get("num_filters")) != fields.get(key, fields["num_filters"])
-      for key in sizes)):
+  def sizes(entries):  # (N, M): y is as wide as the hidden layers unless given
+    return entries.get("num_filters"), entries.get("num_latents",
+                                                   entries.get("num_filters"))
+  if config and (config.get("model") != fields["model"]
+                 or sizes(config) != sizes(fields)):
     raise checkpoints.CheckpointError(
-        f"{path} holds a {config.get('model')} run with "
-        + ", ".join(f"{key}={config.get(key, config.get('num_filters'))}"
-                    for key in sizes) + "; pick another --run_name")
+        f"{path} holds a {config.get('model')} run with num_filters, num_latents "
+        f"= {sizes(config)}; pick another --run_name")
   config.update(
       fields, last_step=FLAGS.last_step, batchsize=FLAGS.batchsize,
       patchsize=FLAGS.patchsize,

@@ -101,8 +101,8 @@ def build_model(config):
   cls = hyperprior.MODEL_CLASSES.get(config.get("model"))
   if cls is None:
     raise CheckpointError(f"unknown model family {config.get('model')!r}")
-  sizes = {"num_latents": config["num_latents"]} if "num_latents" in config else {}
-  model = cls(lmbda=config["lmbda"], num_filters=config["num_filters"], **sizes)
+  model = cls(lmbda=config["lmbda"], num_filters=config["num_filters"],
+              num_latents=config.get("num_latents"))
   model.build_all(initialize=False)  # load_run assigns every weight next
   return model
 

@@ -72,16 +72,12 @@ class ZeroRDFTParameter(tfc.RDFTParameter):
   @classmethod
   def for_layer(cls, layer, input_shape):
     """The parameter `layer` would build for inputs of `input_shape`."""
-    _require_plain_rdft(layer)
+    if layer.kernel_parameter != "rdft" or layer.channel_separable or len(
+        layer.kernel_support) != 2:
+      raise ValueError(f"{layer.name}: only 2-D RDFT kernels can be built empty")
     channels_in = tf.TensorShape(input_shape)[-1]
     return cls(tuple(layer.kernel_support) + (channels_in, layer.filters),
                layer.variable_dtype)
-
-
-def _require_plain_rdft(layer):
-  if layer.kernel_parameter != "rdft" or layer.channel_separable or len(
-      layer.kernel_support) != 2:
-    raise ValueError(f"{layer.name}: only 2-D RDFT kernels can be built empty")
 
 
 class LayerStack(tf.keras.Sequential):
