@@ -1,7 +1,8 @@
 """Steps per second of one training step per model family, split into parts.
 
   python benchmarks/training_speed.py [--families mbt2018,bmshj2018,mbt2018_bb]
-      [--shapes 128x8,256x2,256x8] [--steps 30] [--threads 0]
+      [--shapes 128x8,256x2,256x8] [--modes irfft,matmul,matmul_bfloat16]
+      [--num_latents M] [--steps 30] [--threads 0]
 
 For each family (N filters) and patch x batch shape, on a fixed synthetic batch
 (no input pipeline), after a warm-up step that traces the functions, it times:
@@ -14,6 +15,7 @@ Run it on an idle machine; `--threads 1` with `taskset -c 0` measures one core
 Prints one line per setting and a JSON summary.
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -26,13 +28,23 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+from tfc_inference.models import frozen  # pylint: disable=g-import-not-at-top
 from tfc_inference.models import hyperprior  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import rdft  # pylint: disable=g-import-not-at-top
 from tfc_inference.util import synthetic  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_list("families", ["mbt2018", "bmshj2018", "mbt2018_bb"],
                   "Model families to time.")
 flags.DEFINE_list("shapes", ["128x8", "256x2", "256x8"], "PATCHxBATCH settings.")
 flags.DEFINE_integer("num_filters", 64, "Filters of every layer.")
+flags.DEFINE_integer("num_latents", None, "Channels of y (default: num_filters).")
+flags.DEFINE_list(
+    "modes", ["irfft", "matmul", "matmul_bfloat16"],
+    "How the step computes: irfft (tfc's layers as they are, each kernel an "
+    "irfft2d of its RDFT: the step before 2026-12-05), matmul (kernels as one "
+    "matrix product, `rdft.matmul_kernels`: what `training.train` runs in "
+    "float32), matmul_bfloat16 (also analysis and synthesis in bfloat16: "
+    "`--train_compute_dtype bfloat16`).")
 flags.DEFINE_integer("steps", 30, "Timed repetitions of each part.")
 flags.DEFINE_integer("threads", 0, "TF intra-op threads (0: TF's default).")
 FLAGS = flags.FLAGS
@@ -46,10 +58,29 @@ def _seconds(fn, steps):
   return (time.perf_counter() - start) / steps
 
 
-def time_setting(family, patch, batch, steps):
+def _mode_context(model, mode):
+  if mode == "irfft":
+    return contextlib.nullcontext()
+  stack = contextlib.ExitStack()
+  stack.enter_context(rdft.matmul_kernels(model))
+  if mode == "matmul_bfloat16":
+    stack.enter_context(frozen.computed_in(
+        [model.analysis_transform, model.synthesis_transform], "bfloat16"))
+  elif mode != "matmul":
+    raise ValueError(f"unknown mode {mode!r}")
+  return stack
+
+
+def time_setting(family, patch, batch, steps, mode="matmul"):
   """Seconds per call of forward, forward+backward, optimizer and full step."""
-  model = hyperprior.MODEL_CLASSES[family](lmbda=0.01, num_filters=FLAGS.num_filters)
+  model = hyperprior.MODEL_CLASSES[family](
+      lmbda=0.01, num_filters=FLAGS.num_filters, num_latents=FLAGS.num_latents)
   model.build_all()
+  with _mode_context(model, mode):
+    return _time_model(model, patch, batch, steps)
+
+
+def _time_model(model, patch, batch, steps):
   x = tf.constant(synthetic.image_batch(batch, patch, patch, seed=0), tf.float32)
   optimizer = tf.keras.optimizers.Adam(1e-4)
   variables = model.trainable_variables
@@ -91,17 +122,20 @@ def main(argv):
   results = []
   for family in FLAGS.families:
     for shape in FLAGS.shapes:
-      patch, batch = (int(v) for v in shape.split("x"))
-      times = time_setting(family, patch, batch, FLAGS.steps)
-      results.append(dict(family=family, patch=patch, batch=batch,
-                          steps_per_second=1. / times["step"],
-                          pixels_per_second=patch * patch * batch / times["step"],
-                          seconds=times))
-      print(f"{family:11s} {patch}x{patch} x {batch}: {1. / times['step']:.2f} "
-            f"steps/s (forward {times['forward'] * 1e3:.0f} ms, gradient "
-            f"{times['gradient_only'] * 1e3:.0f} ms, Adam "
-            f"{times['optimizer'] * 1e3:.0f} ms)", flush=True)
-  print(json.dumps(dict(num_filters=FLAGS.num_filters, threads=FLAGS.threads,
+      for mode in FLAGS.modes:
+        patch, batch = (int(v) for v in shape.split("x"))
+        times = time_setting(family, patch, batch, FLAGS.steps, mode)
+        results.append(dict(family=family, patch=patch, batch=batch, mode=mode,
+                            steps_per_second=1. / times["step"],
+                            pixels_per_second=patch * patch * batch / times["step"],
+                            seconds=times))
+        print(f"{family:11s} {patch}x{patch} x {batch} {mode:15s}: "
+              f"{1. / times['step']:.2f} "
+              f"steps/s (forward {times['forward'] * 1e3:.0f} ms, gradient "
+              f"{times['gradient_only'] * 1e3:.0f} ms, Adam "
+              f"{times['optimizer'] * 1e3:.0f} ms)", flush=True)
+  print(json.dumps(dict(num_filters=FLAGS.num_filters,
+                        num_latents=FLAGS.num_latents, threads=FLAGS.threads,
                         cpus=os.cpu_count(), results=results), indent=1))
 
 

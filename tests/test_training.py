@@ -138,3 +138,21 @@ def test_continuing_from_exported_weights_keeps_counting_and_logs_legs(tmp_path)
   with pytest.raises(ValueError, match="at step 14 already"):
     training.train(continued, str(tmp_path / "again"), _dataset(), 14, 1e-3,
                    config=dict(saved), initial_step=14, print_fn=lambda m: None)
+
+
+def test_bfloat16_training_lowers_the_loss_and_leaves_float32_layers(tmp_path):
+  """`compute_dtype="bfloat16"` trains the float32 weights through bfloat16
+  transforms; afterwards the model runs tfc's layers and kernels again."""
+  tf.random.set_seed(0)
+  model = hyperprior.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
+  model.build_all()
+  x = tf.constant(synthetic.image_batch(8, 64, 64, seed=0), tf.float32)
+  before = float(model.relaxed_rd(x, training=False)["loss"])
+  training.train(model, str(tmp_path / "run"), _dataset(), 40, 1e-3,
+                 config={"model": "mbt2018", "num_filters": 8, "lmbda": 0.01},
+                 compute_dtype="bfloat16", log_every=20, print_fn=lambda m: None)
+  assert float(model.relaxed_rd(x, training=False)["loss"]) < before
+  assert model.synthesis_transform.raw_ops_dtype is None
+  assert all(type(l.kernel_parameter).__name__ == "RDFTParameter"
+             for l in model.synthesis_transform.layers if hasattr(l, "kernel"))
+  assert all(v.dtype == tf.float32 for v in model.weights)

@@ -5,6 +5,7 @@
 built under the strategy's scope.
 """
 
+import contextlib
 import glob as glob_lib
 import os
 import shutil
@@ -17,6 +18,8 @@ from absl import logging
 
 from tfc_inference import distribution
 from tfc_inference.models import checkpoints
+from tfc_inference.models import frozen
+from tfc_inference.models import rdft
 from tfc_inference.util import progress
 
 
@@ -109,7 +112,8 @@ def global_terms_and_gradients(strategy, model, x, training=True):
 
 
 def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
-          init_name=None, initial_step=0, decay_at=None, leg_details=None,
+          init_name=None, initial_step=0, decay_at=None, compute_dtype="float32",
+          leg_details=None,
           log_every=100, save_every=500, export_every=5000, print_fn=print,
           strategy=None):
   """Trains `model` until `last_step`, resuming from `run_path/train` if present.
@@ -121,7 +125,9 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
   checkpoints (with optimizer state) to `run_path/train`, TensorBoard summaries to
   `run_path/logs`, and the shippable `weights.npz` + `config.json` every
   `export_every` steps and at the end. The learning rate drops to lr / 10 at
-  `decay_at` (default 80% of `last_step`). config["lr_schedule"] gets this leg
+  `decay_at` (default 80% of `last_step`). `compute_dtype` "bfloat16" runs the
+  model's analysis and synthesis transforms in bfloat16 inside the step
+  (`frozen.computed_in`). config["lr_schedule"] gets this leg
   (`leg_details`, e.g. patch and batch size, are recorded with it). SIGTERM/SIGINT
   save a checkpoint before exiting. Returns the dict of the last logged averages.
 
@@ -205,36 +211,40 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
   # includes tracing the step function.
   paced_steps, pace_time = 0, None
   try:
-    for x in dataset:
-      if int(step.numpy()) >= last_step or stop["flag"]:
-        break
-      terms = train_step(x)
-      step.assign_add(1)
-      count += 1
-      if pace_time is None:
-        pace_time = time.time()
-      else:
-        paced_steps += 1
-      for key, value in terms.items():
-        sums[key] = sums.get(key, 0.) + float(value)
-      current = int(step.numpy())
-      if current % log_every == 0 or current == last_step:
-        averages = {k: v / count for k, v in sums.items()}
-        now = time.time()
-        rate = paced_steps / max(now - pace_time, 1e-9)
-        eta = (last_step - current) / rate if paced_steps else float("nan")
-        print_fn(f"step {current}/{last_step}  loss {averages['loss']:.4f}  "
-                 f"bpp {averages['bpp']:.4f}  mse {averages['mse']:.2f}  "
-                 f"{rate:.2f} steps/s  ETA {progress.format_clock(eta)}")
-        with writer.as_default(step=current):
-          for key, value in averages.items():
-            tf.summary.scalar(key, value)
-          tf.summary.scalar("steps_per_second", rate)
-        sums, count, paced_steps, pace_time = {}, 0, 0, now
-      if current % save_every == 0:
-        manager.save(checkpoint_number=current)
-      if current % export_every == 0 and current < last_step:
-        export()
+    # Kernels as matrix products while training (tfc's irfft2d was half of a
+    # step); after the loop, the model computes tfc's own kernels again.
+    with rdft.matmul_kernels(model), _transforms_computed_in(model,
+                                                             compute_dtype):
+      for x in dataset:
+        if int(step.numpy()) >= last_step or stop["flag"]:
+          break
+        terms = train_step(x)
+        step.assign_add(1)
+        count += 1
+        if pace_time is None:
+          pace_time = time.time()
+        else:
+          paced_steps += 1
+        for key, value in terms.items():
+          sums[key] = sums.get(key, 0.) + float(value)
+        current = int(step.numpy())
+        if current % log_every == 0 or current == last_step:
+          averages = {k: v / count for k, v in sums.items()}
+          now = time.time()
+          rate = paced_steps / max(now - pace_time, 1e-9)
+          eta = (last_step - current) / rate if paced_steps else float("nan")
+          print_fn(f"step {current}/{last_step}  loss {averages['loss']:.4f}  "
+                   f"bpp {averages['bpp']:.4f}  mse {averages['mse']:.2f}  "
+                   f"{rate:.2f} steps/s  ETA {progress.format_clock(eta)}")
+          with writer.as_default(step=current):
+            for key, value in averages.items():
+              tf.summary.scalar(key, value)
+            tf.summary.scalar("steps_per_second", rate)
+          sums, count, paced_steps, pace_time = {}, 0, 0, now
+        if current % save_every == 0:
+          manager.save(checkpoint_number=current)
+        if current % export_every == 0 and current < last_step:
+          export()
   finally:
     for s, handler in previous.items():
       signal.signal(s, handler)
@@ -252,6 +262,16 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
   if averages:
     logging.info("final averages: %s", averages)
   return averages
+
+
+def _transforms_computed_in(model, compute_dtype):
+  """A context running `model`'s analysis and synthesis in `compute_dtype` (the
+  hyper-transforms are small and set the rates: they stay float32)."""
+  frozen.check_dtype(compute_dtype)
+  if compute_dtype == "float32":
+    return contextlib.nullcontext()
+  return frozen.computed_in(
+      [model.analysis_transform, model.synthesis_transform], compute_dtype)
 
 
 def seed_everything(seed):

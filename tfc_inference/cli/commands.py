@@ -19,6 +19,7 @@ from tfc_inference.coding import codec
 from tfc_inference.coding import decoding
 from tfc_inference.coding import file_format
 from tfc_inference.models import checkpoints
+from tfc_inference.models import frozen
 from tfc_inference.models import hyperprior
 from tfc_inference.util import image_io
 from tfc_inference.util import output_paths
@@ -36,6 +37,7 @@ def train_run(name, make_model, fields):
   loss). Returns (run directory, config, model).
   """
   checkpoints.check_run_name(name)
+  frozen.warn_if_emulated(FLAGS.train_compute_dtype, common.warn)
   # Before any TF op: the mirrored strategy may have to split the CPU first.
   strategy = distribution.make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)
   distribution.check_global_batch(strategy, FLAGS.batchsize)
@@ -91,8 +93,10 @@ def train_run(name, make_model, fields):
                  init_arrays=init_arrays, init_name=init_name,
                  initial_step=initial_step,
                  decay_at=FLAGS.decay_at,
+                 compute_dtype=FLAGS.train_compute_dtype,
                  leg_details=dict(patchsize=FLAGS.patchsize,
-                                  batchsize=FLAGS.batchsize),
+                                  batchsize=FLAGS.batchsize,
+                                  compute_dtype=FLAGS.train_compute_dtype),
                  log_every=FLAGS.log_every, save_every=FLAGS.save_every,
                  strategy=strategy)
   return path, config, model

@@ -118,6 +118,11 @@ def define_train_flags(default_prefix, with_lambda=True, run_name_help=None):
   flags.DEFINE_string(
       "run_name", None, run_name_help or
       f"Run directory name; default: {default_prefix}-num_filters=N-lmbda=L.")
+  flags.DEFINE_enum(
+      "train_compute_dtype", "float32", ["float32", "bfloat16"],
+      "Dtype of the analysis and synthesis transforms inside the training step "
+      "(weights, entropy models and rates stay float32). bfloat16 is about 1.4x "
+      "faster on CPUs with AVX512-BF16 and emulated (slow) without.")
   flags.DEFINE_integer("log_every", 100, "Print/log training progress every N steps.")
   flags.DEFINE_integer("save_every", 500,
                        "Write a resumable checkpoint every N steps.")

@@ -9,6 +9,9 @@ that the hyper-latents have integral size (see `image_io.pad_to_multiple`).
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from tfc_inference.models import frozen
+from tfc_inference.models.rdft import ZeroRDFTParameter
+
 
 _GRAPH_EQUALITY_CHECKED = []
 
@@ -49,37 +52,6 @@ def signal_conv(filters, kernel, name, *, down=1, up=1, bias=True,
       strides_up=up, padding="same_zeros", use_bias=bias, activation=activation)
 
 
-class ZeroRDFTParameter(tfc.RDFTParameter):
-  """`tfc.RDFTParameter` of a zero kernel, created without computing one.
-
-  The RDFT parameter a `SignalConv2D` builds by default starts from a random
-  kernel and takes its 2-D RDFT: over a model's fourteen layers about a tenth of
-  a second of every cold start, spent on values that loading a checkpoint
-  overwrites at once. Same variables, names and shapes (tfc's layout: the RDFT
-  over the two spatial axes, last), so weights and checkpoints load as usual.
-  """
-
-  def __init__(self, kernel_shape, dtype=tf.float32, name="kernel"):
-    tf.Module.__init__(self, name=name)  # pylint: disable=non-parent-init-called
-    kernel_shape = tf.TensorShape(kernel_shape)
-    self._shape = kernel_shape
-    self._dtype = tf.as_dtype(dtype)
-    kh, kw, channels_in, channels_out = kernel_shape.as_list()
-    rdft_shape = [channels_in, channels_out, kh, kw // 2 + 1]
-    self.real = tf.Variable(tf.zeros(rdft_shape, dtype), name=f"{name}_real")
-    self.imag = tf.Variable(tf.zeros(rdft_shape, dtype), name=f"{name}_imag")
-
-  @classmethod
-  def for_layer(cls, layer, input_shape):
-    """The parameter `layer` would build for inputs of `input_shape`."""
-    if layer.kernel_parameter != "rdft" or layer.channel_separable or len(
-        layer.kernel_support) != 2:
-      raise ValueError(f"{layer.name}: only 2-D RDFT kernels can be built empty")
-    channels_in = tf.TensorShape(input_shape)[-1]
-    return cls(tuple(layer.kernel_support) + (channels_in, layer.filters),
-               layer.variable_dtype)
-
-
 class LayerStack(tf.keras.Sequential):
   """A `tf.keras.Sequential` that runs its layers directly.
 
@@ -91,7 +63,13 @@ class LayerStack(tf.keras.Sequential):
   It stays a Sequential so that training checkpoints keep their object graph.
   """
 
+  # A compute dtype set by `frozen.computed_in` (e.g. "bfloat16" while training):
+  # calls then run as a `frozen.FrozenTransform` of the current weights.
+  raw_ops_dtype = None
+
   def call(self, inputs, training=None, mask=None):  # pylint: disable=unused-argument
+    if self.raw_ops_dtype is not None:
+      return frozen.FrozenTransform(self, self.raw_ops_dtype)(inputs)
     outputs = inputs
     for layer in self.layers:
       outputs = layer(outputs)
