@@ -28,9 +28,8 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-from tfc_inference.models import frozen  # pylint: disable=g-import-not-at-top
 from tfc_inference.models import hyperprior  # pylint: disable=g-import-not-at-top
-from tfc_inference.models import rdft  # pylint: disable=g-import-not-at-top
+from tfc_inference import training  # pylint: disable=g-import-not-at-top
 from tfc_inference.util import synthetic  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_list("families", ["mbt2018", "bmshj2018", "mbt2018_bb"],
@@ -59,16 +58,13 @@ def _seconds(fn, steps):
 
 
 def _mode_context(model, mode):
+  """tfc's layers as they are ("irfft"), else `training.step_computation`."""
   if mode == "irfft":
     return contextlib.nullcontext()
-  stack = contextlib.ExitStack()
-  stack.enter_context(rdft.matmul_kernels(model))
-  if mode == "matmul_bfloat16":
-    stack.enter_context(frozen.computed_in(
-        [model.analysis_transform, model.synthesis_transform], "bfloat16"))
-  elif mode != "matmul":
+  dtypes = {"matmul": "float32", "matmul_bfloat16": "bfloat16"}
+  if mode not in dtypes:
     raise ValueError(f"unknown mode {mode!r}")
-  return stack
+  return training.step_computation(model, dtypes[mode])
 
 
 def time_setting(family, patch, batch, steps, mode="matmul"):

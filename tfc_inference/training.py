@@ -211,10 +211,7 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
   # includes tracing the step function.
   paced_steps, pace_time = 0, None
   try:
-    # Kernels as matrix products while training (tfc's irfft2d was half of a
-    # step); after the loop, the model computes tfc's own kernels again.
-    with rdft.matmul_kernels(model), _transforms_computed_in(model,
-                                                             compute_dtype):
+    with step_computation(model, compute_dtype):
       for x in dataset:
         if int(step.numpy()) >= last_step or stop["flag"]:
           break
@@ -264,14 +261,20 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
   return averages
 
 
-def _transforms_computed_in(model, compute_dtype):
-  """A context running `model`'s analysis and synthesis in `compute_dtype` (the
-  hyper-transforms are small and set the rates: they stay float32)."""
+@contextlib.contextmanager
+def step_computation(model, compute_dtype="float32"):
+  """The context `train` runs its steps in: `model`'s kernels as matrix products
+  (`rdft.matmul_kernels`; tfc's irfft2d was half of a step) and its analysis and
+  synthesis in `compute_dtype` (`frozen.computed_in`; the hyper-transforms are
+  small and set the rates: they stay float32). On exit the model computes as
+  tfc's layers do again."""
   frozen.check_dtype(compute_dtype)
-  if compute_dtype == "float32":
-    return contextlib.nullcontext()
-  return frozen.computed_in(
-      [model.analysis_transform, model.synthesis_transform], compute_dtype)
+  with contextlib.ExitStack() as stack:
+    stack.enter_context(rdft.matmul_kernels(model))
+    if compute_dtype != "float32":
+      stack.enter_context(frozen.computed_in(
+          [model.analysis_transform, model.synthesis_transform], compute_dtype))
+    yield model
 
 
 def seed_everything(seed):

@@ -16,6 +16,7 @@ checkpoints move between them and tfc's class freely:
 """
 
 import contextlib
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -53,13 +54,15 @@ class ZeroRDFTParameter(tfc.RDFTParameter):
                layer.variable_dtype)
 
 
+@functools.lru_cache(maxsize=None)
 def inverse_rdft_matrix(kernel_support):
   """The inverse 2-D RDFT of `tfc.RDFTParameter` as a matrix, float32
   `[2 kh (kw//2+1), kh kw]`: rows for the real parts, then the imaginary parts
   (row-major over `[kh, kw//2+1]`), columns row-major over `[kh, kw]`. Includes
   tfc's normalization (the RDFT is scaled by 1/sqrt(kh kw)). Computed with tfc's
   own `irfft2d` on unit vectors, so it is the map tfc applies (imaginary parts
-  that the inverse transform ignores get zero rows)."""
+  that the inverse transform ignores get zero rows). Cached per support (a
+  tuple): the caller must not modify the array."""
   kh, kw = kernel_support
   size = kh * (kw // 2 + 1)
   unit = np.eye(size, dtype=np.float32).reshape(size, kh, kw // 2 + 1)
