@@ -63,7 +63,8 @@ flags.DEFINE_string("published_dir",
                     "Folder of published PSNR curves (tfc results .txt); missing "
                     "files are skipped.")
 flags.DEFINE_list("published", ["balle-2017-iclr.txt", "jpeg420.txt"],
-                  "Published curves drawn in the PSNR plot for reference.")
+                  "Published curves drawn in the PSNR plot for reference, with the "
+                  "BD-rate of Bayesian AC against each.")
 FLAGS = flags.FLAGS
 
 
@@ -82,22 +83,34 @@ def find_run():
   return runs[0]
 
 
-def bd_rates(rows):
-  """BD-rate (%) of Bayesian AC against each other method, None if no overlap."""
+def bd_rates(rows, references=None):
+  """BD-rate (%) of Bayesian AC against each other method of `rows` and each
+  reference curve (`{name: (bpp, psnr)}`, e.g. the published individually
+  trained Balle 2017 models), None where there is no overlap."""
   if "bayesian_ac" not in rows:
     return {}
   ours = rows["bayesian_ac"]
+  others = {method: ([r["bpp"] for r in other], [r["psnr"] for r in other])
+            for method, other in rows.items() if method != "bayesian_ac"}
+  others.update(references or {})
   result = {}
-  for method, other in rows.items():
-    if method == "bayesian_ac":
-      continue
+  for method, (rate, psnr) in others.items():
     try:
-      result[method] = rd_curves.bd_rate(
-          [r["bpp"] for r in other], [r["psnr"] for r in other],
-          [r["bpp"] for r in ours], [r["psnr"] for r in ours])
+      result[method] = rd_curves.bd_rate(rate, psnr, [r["bpp"] for r in ours],
+                                         [r["psnr"] for r in ours])
     except ValueError:  # too few points, or no PSNR overlap
       result[method] = None
   return result
+
+
+def published_curves():
+  """The `--published` curves that exist: `{"published: NAME": (bpp, psnr)}`."""
+  curves = {}
+  for name in FLAGS.published:
+    path = os.path.join(FLAGS.published_dir, name)
+    if os.path.exists(path):
+      curves[f"published: {os.path.splitext(name)[0]}"] = rd_curves.read_curve(path)
+  return curves
 
 
 def ms_ssim_db(values):
@@ -158,8 +171,9 @@ def main(argv):
   bayesian_ac_sweep.write_rate_distortion(results_dir, sweep,
                                           extra=dict(run=codec.run_name))
   rows = sweep["rows"]
+  published = published_curves()
   summary = dict(run=codec.run_name, images=[name for name, _ in images],
-                 rows=rows, bd_rate_of_bayesian_ac_vs=bd_rates(rows))
+                 rows=rows, bd_rate_of_bayesian_ac_vs=bd_rates(rows, published))
   checkpoints.write_json_atomic(os.path.join(results_dir, "summary.json"), summary)
   if FLAGS.write_config and len(images) == 24:  # the full Kodak set only
     run_path = checkpoints.run_dir(codec.run_name, FLAGS.checkpoint_dir)
@@ -175,10 +189,7 @@ def main(argv):
   # Method names as labels: `plots.style` gives each its name and colour.
   curves = {m: ([r["bpp"] for r in rs], [r["psnr"] for r in rs])
             for m, rs in rows.items()}
-  for name in FLAGS.published:
-    path = os.path.join(FLAGS.published_dir, name)
-    if os.path.exists(path):
-      curves[f"published: {os.path.splitext(name)[0]}"] = rd_curves.read_curve(path)
+  curves.update(published)
   plots.plot_rd(curves, os.path.join(results_dir, "rd_psnr.png"),
                 title=f"Kodak ({len(images)} images), {codec.run_name}")
   plots.plot_rd(

@@ -140,6 +140,38 @@ def test_continuing_from_exported_weights_keeps_counting_and_logs_legs(tmp_path)
                    config=dict(saved), initial_step=14, print_fn=lambda m: None)
 
 
+
+def test_an_interrupted_leg_records_the_step_it_reached(tmp_path):
+  """A command stopped before its --last_step (here: its data ran out) records
+  the step it reached as the leg's `to_step`; the same command run again goes on
+  in that entry rather than adding an overlapping one."""
+  tf.random.set_seed(0)
+  path = str(tmp_path / "run")
+  model = hyperprior.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
+  model.build_all()
+
+  def train_and_read(dataset, last_step, config):
+    training.train(model, path, dataset, last_step, 1e-3, config=config,
+                   log_every=100, print_fn=lambda m: None)
+    with open(os.path.join(path, "config.json")) as f:
+      return json.load(f)
+
+  steps_of = lambda saved, leg: (saved["steps"], leg["from_step"], leg["to_step"],
+                                 leg["last_step"])
+  saved = train_and_read(_dataset().take(3), 8, {"model": "mbt2018"})
+  (leg,) = saved["lr_schedule"]
+  assert steps_of(saved, leg) == (3, 0, 3, 8)
+  saved = train_and_read(_dataset(), 8, saved)
+  (leg,) = saved["lr_schedule"]
+  assert steps_of(saved, leg) == (8, 0, 8, 8)
+  # Another target is another leg, from where the run stands.
+  first, second = train_and_read(_dataset(), 10, saved)["lr_schedule"]
+  assert (first["to_step"], second["from_step"], second["to_step"]) == (8, 8, 10)
+  # A leg written before `last_step` was recorded matches by its to_step.
+  old = {"lr_schedule": [{k: v for k, v in first.items() if k != "last_step"}]}
+  assert training.record_leg(old, training.training_leg(5, 8, 1e-3)) is old["lr_schedule"][0]
+  assert old["lr_schedule"][0]["last_step"] == 8
+
 def test_bfloat16_training_lowers_the_loss_and_leaves_float32_layers(tmp_path):
   """`compute_dtype="bfloat16"` trains the float32 weights through bfloat16
   transforms; afterwards the model runs tfc's layers and kernels again."""

@@ -65,27 +65,37 @@ def learning_rate_schedule(lr, last_step, decay_at=None):
 
 
 def training_leg(start_step, last_step, lr, decay_at=None, **details):
-  """One entry of config.json's `lr_schedule`: a training command's steps and rates."""
-  return dict(from_step=int(start_step), to_step=int(last_step), optimizer="Adam",
-              lr=lr, lr_after=lr / 10., decay_at=decay_step(last_step, decay_at),
-              **details)
+  """One entry of config.json's `lr_schedule`: a training command's steps and
+  rates. `to_step` is the step reached (`train` updates it on each export; it
+  starts at the command's target `last_step`)."""
+  return dict(from_step=int(start_step), to_step=int(last_step),
+              last_step=int(last_step), optimizer="Adam", lr=lr, lr_after=lr / 10.,
+              decay_at=decay_step(last_step, decay_at), **details)
 
 
 def record_leg(config, leg):
-  """Appends `leg` to config["lr_schedule"] (a list; an old string becomes its head).
+  """Appends `leg` to config["lr_schedule"] (a list; an old string becomes its
+  head) and returns the entry that stands for it.
 
-  A leg that repeats the previous one except for its start (the same command run
-  again after an interruption) replaces nothing and is not appended twice.
+  A leg that repeats the previous one except for its steps (the same command run
+  again after an interruption) is not appended: the previous entry is returned,
+  and goes on from its `from_step`.
   """
   schedule = config.get("lr_schedule", [])
   if not isinstance(schedule, list):
     schedule = [schedule]
-  same = lambda a, b: (isinstance(a, dict) and
-                       {k: v for k, v in a.items() if k != "from_step"} ==
-                       {k: v for k, v in b.items() if k != "from_step"})
-  if not (schedule and same(schedule[-1], leg)):
+  steps = ("from_step", "to_step")
+
+  def plan(entry):  # legs written before `last_step` was recorded: their to_step
+    return {"last_step": entry.get("to_step"),
+            **{k: v for k, v in entry.items() if k not in steps}}
+
+  if schedule and isinstance(schedule[-1], dict) and plan(schedule[-1]) == plan(leg):
+    schedule[-1].setdefault("last_step", leg["last_step"])
+  else:
     schedule.append(leg)
   config["lr_schedule"] = schedule
+  return schedule[-1]
 
 
 def replica_terms_and_gradients(model, x, num_replicas, training=True):
@@ -167,9 +177,10 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
     if initial_step >= last_step:
       raise ValueError(f"the run is at step {initial_step} already; set "
                        f"--last_step above it to train more")
+  leg = None
   if int(step.numpy()) < last_step:
-    record_leg(config, training_leg(int(step.numpy()), last_step, lr, decay_at,
-                                    **(leg_details or {})))
+    leg = record_leg(config, training_leg(int(step.numpy()), last_step, lr,
+                                          decay_at, **(leg_details or {})))
 
   replicas = strategy.num_replicas_in_sync
 
@@ -203,6 +214,8 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
       return
     checkpoints.save_weights(model, run_path)
     config.update(steps=int(step.numpy()))
+    if leg is not None:  # interrupted runs record the step they reached
+      leg["to_step"] = int(step.numpy())
     checkpoints.write_config(run_path, config)
 
   sums, count, averages = {}, 0, {}
