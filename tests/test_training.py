@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfc_inference import training
 from tfc_inference.models import hyperprior
+from tfc_inference.util import image_io
 from tfc_inference.util import synthetic
 
 
@@ -171,6 +172,33 @@ def test_an_interrupted_leg_records_the_step_it_reached(tmp_path):
   old = {"lr_schedule": [{k: v for k, v in first.items() if k != "last_step"}]}
   assert training.record_leg(old, training.training_leg(5, 8, 1e-3)) is old["lr_schedule"][0]
   assert old["lr_schedule"][0]["last_step"] == 8
+
+def test_each_resumption_draws_other_crops(tmp_path):
+  """A new run draws its crops from --seed; a process that resumes a run at step
+  s draws them from seed + s, so a run trained in chunks does not replay the same
+  crops in every chunk."""
+  for i in range(3):
+    image_io.write_png(str(tmp_path / f"{i}.png"), synthetic.test_image(48, 48, i))
+  path = str(tmp_path / "run")
+  assert training.resume_step(path, 7) == 7  # no checkpoint: where the weights are
+  model = hyperprior.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
+  model.build_all()
+  training.train(model, path, _dataset(), 3, 1e-3, config={}, log_every=100,
+                 print_fn=lambda m: None)
+  assert training.resume_step(path, 7) == 3  # the checkpoint's step wins
+  assert training.data_seed(5, 0) == 5
+
+  def first_batch(seed):
+    training.seed_everything(seed)
+    dataset, count = training.make_dataset(str(tmp_path / "*.png"), 16, 3, seed)
+    assert count == 3
+    return next(iter(dataset)).numpy()
+
+  fresh, resumed = first_batch(training.data_seed(0, 0)), first_batch(
+      training.data_seed(0, 3))
+  assert fresh.shape == (3, 16, 16, 3)
+  assert not np.array_equal(fresh, resumed)
+
 
 def test_bfloat16_training_lowers_the_loss_and_leaves_float32_layers(tmp_path):
   """`compute_dtype="bfloat16"` trains the float32 weights through bfloat16

@@ -290,6 +290,23 @@ def step_computation(model, compute_dtype="float32"):
     yield model
 
 
+def resume_step(run_path, initial_step=0):
+  """The step `train` will start at: that of the newest checkpoint in
+  `run_path/train`, else `initial_step`."""
+  latest = tf.train.latest_checkpoint(os.path.join(run_path, "train"))
+  if not latest:
+    return int(initial_step)
+  return int(tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def data_seed(seed, start_step):
+  """Seed of the crops and noise of a training process that starts at
+  `start_step`: `seed` for a new run, so fresh runs stay reproducible, and a
+  different one for each resumption. One seed for all would replay the same crop
+  sequence in every process of a run that is trained in chunks."""
+  return int(seed) + int(start_step)
+
+
 def seed_everything(seed):
   tf.random.set_seed(seed)
   np.random.seed(seed)

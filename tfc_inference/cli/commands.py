@@ -41,10 +41,7 @@ def train_run(name, make_model, fields):
   # Before any TF op: the mirrored strategy may have to split the CPU first.
   strategy = distribution.make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)
   distribution.check_global_batch(strategy, FLAGS.batchsize)
-  training.seed_everything(FLAGS.seed)
   path = os.path.join(common.checkpoint_dir(), name)
-  dataset, num_files = training.make_dataset(
-      FLAGS.train_glob, FLAGS.patchsize, FLAGS.batchsize, FLAGS.seed)
   os.makedirs(path, exist_ok=True)
   config = (checkpoints.read_config(path)
             if os.path.exists(os.path.join(path, checkpoints.CONFIG_FILE)) else {})
@@ -56,11 +53,6 @@ def train_run(name, make_model, fields):
     raise checkpoints.CheckpointError(
         f"{path} holds a {config.get('model')} run with num_filters, num_latents "
         f"= {sizes(config)}; pick another --run_name")
-  config.update(
-      fields, last_step=FLAGS.last_step, batchsize=FLAGS.batchsize,
-      patchsize=FLAGS.patchsize,
-      train_data=f"{FLAGS.train_glob} ({num_files} images), random "
-                 f"{FLAGS.patchsize}x{FLAGS.patchsize} crops", seed=FLAGS.seed)
   init_arrays, init_name, initial_step = None, None, 0
   resumable = os.path.isdir(os.path.join(path, "train"))
   if FLAGS.init_from:
@@ -80,6 +72,17 @@ def train_run(name, make_model, fields):
       config["init_from"] = os.path.basename(os.path.normpath(init_path))
     else:
       config.setdefault("init_from", os.path.basename(os.path.normpath(init_path)))
+  # Each process of a run draws its own crops (a run trained in chunks would
+  # otherwise see the same ones in every chunk); a new run draws FLAGS.seed's.
+  seed = training.data_seed(FLAGS.seed, training.resume_step(path, initial_step))
+  training.seed_everything(seed)
+  dataset, num_files = training.make_dataset(
+      FLAGS.train_glob, FLAGS.patchsize, FLAGS.batchsize, seed)
+  config.update(
+      fields, last_step=FLAGS.last_step, batchsize=FLAGS.batchsize,
+      patchsize=FLAGS.patchsize,
+      train_data=f"{FLAGS.train_glob} ({num_files} images), random "
+                 f"{FLAGS.patchsize}x{FLAGS.patchsize} crops", seed=FLAGS.seed)
   with strategy.scope():
     model = make_model()
     model.build_all()
@@ -87,8 +90,8 @@ def train_run(name, make_model, fields):
     init_arrays = hyperprior.widen_latents(model, init_arrays)
   replicas = strategy.num_replicas_in_sync
   print(f"training {name} in {path}"
-        + (f" on {replicas} replicas ({FLAGS.strategy})" if replicas > 1 else ""),
-        flush=True)
+        + (f" on {replicas} replicas ({FLAGS.strategy})" if replicas > 1 else "")
+        + f" (data seed {seed})", flush=True)
   training.train(model, path, dataset, FLAGS.last_step, FLAGS.lr, config=config,
                  init_arrays=init_arrays, init_name=init_name,
                  initial_step=initial_step,
