@@ -31,9 +31,10 @@ sys.path.insert(0, ROOT)
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,unused-import
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import shipped_runs  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
-flags.DEFINE_string("run", "mbt2018-num_filters=64-lmbda=0.01", "Mean-scale run.")
+flags.DEFINE_string("run", shipped_runs.BASE_RUN, "Mean-scale run.")
 flags.DEFINE_string("bb_run", "mbt2018_bb-num_filters=64-lmbda=0.01",
                     "Bits-back run (empty: skip the bits-back rows).")
 flags.DEFINE_string("checkpoint_dir", None, "Run folder (default: shipped).")

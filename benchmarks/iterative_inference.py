@@ -32,8 +32,9 @@ from tfc_inference.inference import iterative  # pylint: disable=g-import-not-at
 from tfc_inference.models import checkpoints  # pylint: disable=g-import-not-at-top
 from tfc_inference.util import image_io  # pylint: disable=g-import-not-at-top
 from tfc_inference.util import progress  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import shipped_runs  # pylint: disable=g-import-not-at-top
 
-flags.DEFINE_string("run", "mbt2018-num_filters=64-lmbda=0.01", "Mean-scale run.")
+flags.DEFINE_string("run", shipped_runs.BASE_RUN, "Mean-scale run.")
 flags.DEFINE_string("checkpoint_dir", None, "Run folder (default: shipped).")
 flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Glob of test images.")
 flags.DEFINE_integer("num_images", 24, "Use the first N images of the glob.")

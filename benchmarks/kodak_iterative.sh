@@ -27,8 +27,13 @@ METHODS=${METHODS:-mbt2018 bb_plain sga bb_sga unoise map danneal ste bb_no_sga}
 NUM_SHARDS=${NUM_SHARDS:-2}
 
 runs_of() {  # family -> comma-separated run names at $LAMBDAS
-  local runs="" lmbda
-  for lmbda in $LAMBDAS; do runs+="$1-num_filters=64-lmbda=${lmbda},"; done
+  # The shipped run of each lambda, whichever width of y it has (the wide one, named
+  # ...-num_latents=192-..., where both are present).
+  local runs="" lmbda run
+  for lmbda in $LAMBDAS; do
+    run=$(cd checkpoints && ls -d "$1-num_filters=64-"*"lmbda=$lmbda" | tail -n 1)
+    runs+="${run:?no $1 run at lambda $lmbda in checkpoints/},"
+  done
   echo "${runs%,}"
 }
 

@@ -31,8 +31,9 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from PIL import Image  # pylint: disable=g-import-not-at-top
 
 from tfc_inference.util import child_process  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import shipped_runs  # pylint: disable=g-import-not-at-top
 
-flags.DEFINE_string("run", "mbt2018-num_filters=64-lmbda=0.01", "Mean-scale run.")
+flags.DEFINE_string("run", shipped_runs.BASE_RUN, "Mean-scale run.")
 flags.DEFINE_string("checkpoint_dir", None,
                     "Folder of run directories (default: the shipped one).")
 flags.DEFINE_string("image", None,

@@ -36,8 +36,9 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from tfc_inference.util import child_process  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import shipped_runs  # pylint: disable=g-import-not-at-top
 
-flags.DEFINE_string("run", "mbt2018-num_filters=64-lmbda=0.01",
+flags.DEFINE_string("run", shipped_runs.BASE_RUN,
                     "Mean-scale run (bb_sga uses the mbt2018_bb run of the same "
                     "filters and lambda).")
 flags.DEFINE_string("checkpoint_dir", None, "Run folder (default: shipped).")

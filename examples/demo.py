@@ -32,11 +32,12 @@ from tfc_inference.util import demo_image  # pylint: disable=g-import-not-at-top
 from tfc_inference.util import image_io  # pylint: disable=g-import-not-at-top
 from tfc_inference.util import metrics  # pylint: disable=g-import-not-at-top
 from tfc_inference.util import progress  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import shipped_runs  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("image", None,
                     "Image to compress. Default: matplotlib's sample photo, or a "
                     "generated image if matplotlib is missing.")
-flags.DEFINE_string("run", "mbt2018-num_filters=64-lmbda=0.01",
+flags.DEFINE_string("run", shipped_runs.BASE_RUN,
                     "Mean-scale run to use; if absent, the first shipped mbt2018 run.")
 flags.DEFINE_string("checkpoint_dir", None,
                     "Folder of run directories (default: the shipped checkpoints/).")

@@ -6,7 +6,7 @@ Usage:
   python examples/mbt2018.py decompress INPUT [OUTPUT]
 
 RUNNAME is a run directory name in --checkpoint_dir (e.g.
-mbt2018-num_filters=64-lmbda=0.01) or a path to one. INPUT for compress is an image
+mbt2018-num_filters=64-num_latents=192-lmbda=0.01) or a path to one. INPUT for compress is an image
 file, a glob, or a .npy batch of uint8 images; each image becomes one .tfci file.
 decompress reads the run name from the file header and writes a PNG.
 """

@@ -10,7 +10,7 @@
 # 256x256 x 2 -> 0.4291 bpp / 29.04 dB (loss 1.367); the shipped run: 0.5605 bpp
 # / 29.13 dB (loss 1.481).
 #
-#   base    mbt2018 lambda=0.01 to BASE_STEPS (150000).
+#   base    mbt2018 lambda=0.01 (y of 192 channels) to BASE_STEPS (150000).
 #   ladder  the other lambdas (0.02 0.005 0.04 0.0025 0.08 0.001), each fine-tuned
 #           from the lambda=0.01 run, CHUNK steps per lambda per round, until each
 #           has LADDER_STEPS (25000).
@@ -66,16 +66,22 @@ HIGH_LAMBDA_LR=${HIGH_LAMBDA_LR:-3e-5}
 CHUNK=${CHUNK:-4000}
 LADDER=${LADDER:-0.02 0.005 0.04 0.0025 0.08 0.001}
 FAMILIES=${FAMILIES:-bmshj2018 mbt2018_bb}
-FAMILY_LAMBDAS=${FAMILY_LAMBDAS:-0.01 0.02 0.005 0.04 0.0025 0.001}
+FAMILY_LAMBDAS=${FAMILY_LAMBDAS:-0.01 0.02 0.005 0.04 0.08 0.0025 0.001}
 FAMILY_STEPS=${FAMILY_STEPS:-10000}
-# Channels of y of the ladder's runs (64: the hidden width; wider runs are named
-# ...-num_latents=M-... and start from the base run widened, see --num_latents).
-NUM_LATENTS=${NUM_LATENTS:-64}
-BASE=mbt2018-num_filters=64-lmbda=0.01
+# Channels of y of the ladder's runs (named ...-num_latents=M-...), at least the
+# base run's 192. (The 64-channel runs of 0.001 and 0.0025 came from the 64-channel
+# base, which is in git history.)
+NUM_LATENTS=${NUM_LATENTS:-192}
+# The base run: lambda=0.01 with a y of 192 channels (widened from the 64-channel
+# run at its step 70000; at 15000 steps it had a lower Kodak loss, 1.1405 vs 1.235).
+BASE=mbt2018-num_filters=64-num_latents=192-lmbda=0.01
+BASE_LATENTS=192
 # Compute dtype of the analysis/synthesis transforms (--train_compute_dtype).
-# bfloat16 runs 1.4x the steps/s but, measured 2026-12-05 on wide lambda=0.08 from
-# step 12014 (Kodak loss 4.2310), 2000 steps gave 4.0201 against float32's 3.9979:
-# 90% of the gain per step, so the zoo stays float32 (see checkpoints/README.md).
+# bfloat16 gave 90% of float32's gain per step (wide lambda=0.08 from step 12014,
+# Kodak loss 4.2310, 2000 steps: 4.0201 vs 3.9979). On AMD EPYC machines it ran
+# 1.4x the steps/s, so float32 is the default; on Intel Xeons with AMX-BF16 it
+# runs 2x per core (2.23 -> 4.35 steps/s at 256x256 x 2, M = 192): set
+# COMPUTE_DTYPE=bfloat16 there (see checkpoints/README.md).
 COMPUTE_DTYPE=${COMPUTE_DTYPE:-float32}
 COMMON=(--num_filters 64 --patchsize 256 --batchsize 2 --train_glob "$TRAIN_GLOB"
         --train_compute_dtype "$COMPUTE_DTYPE")
@@ -140,7 +146,7 @@ rounds() {  # total spec...
 specs=()
 case ${1:-} in
   base)
-    train "$BASE" 0.01 "$BASE_STEPS" "$BASE_DECAY_AT" ;;
+    train "$BASE" 0.01 "$BASE_STEPS" "$BASE_DECAY_AT" mbt2018 "$BASE" 1e-4 "$BASE_LATENTS" ;;
   ladder)
     for lmbda in $LADDER; do
       lr=1e-4
@@ -152,8 +158,8 @@ case ${1:-} in
   families)
     for lmbda in $FAMILY_LAMBDAS; do
       # The mean-scale run of this lambda, whichever width of y it was shipped
-      # with; the family's run gets the same width.
-      origin=$(cd checkpoints && ls -d "mbt2018-num_filters=64-"*"lmbda=$lmbda" | head -n 1)
+      # with (the wide one where both are present); the family's run gets the same width.
+      origin=$(cd checkpoints && ls -d "mbt2018-num_filters=64-"*"lmbda=$lmbda" | tail -n 1)
       latents=$(sed -n 's/.*num_latents=\([0-9]*\).*/\1/p' <<< "$origin")
       for family in $FAMILIES; do
         specs+=("$family:$lmbda:$origin:1e-4:${latents:-64}")

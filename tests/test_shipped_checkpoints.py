@@ -18,6 +18,7 @@ from tfc_inference.coding import codec
 from tfc_inference.coding import file_format
 from tfc_inference.models import checkpoints
 from tfc_inference.models import hyperprior
+from tfc_inference.models import shipped_runs
 from tfc_inference.util import synthetic
 
 # Hyperprior families; bls2017_vae runs (Bayesian AC) have their own loader and tests.
@@ -52,6 +53,20 @@ def check_estimate(config, within):
 
 def test_at_least_one_run_is_shipped():
   assert SHIPPED, "checkpoints/ holds no run"
+
+
+def test_the_default_run_is_shipped():
+  assert shipped_runs.BASE_RUN in SHIPPED
+
+
+def test_one_run_per_family_and_lambda():
+  """Each family's Kodak curve (results/kodak/<family>.csv) has one point per lambda."""
+  seen = {}
+  for run in SHIPPED:
+    config = checkpoints.read_config(checkpoints.run_dir(run))
+    key = (config["model"], config["lmbda"])
+    assert key not in seen, f"{run} and {seen[key]} are both {key}"
+    seen[key] = run
 
 
 @pytest.mark.parametrize("run", SHIPPED)

@@ -22,7 +22,7 @@ Usage:
   python examples/{method}.py decompress INPUT [OUTPUT]
 
 RUNNAME is a mbt2018 (or bmshj2018) run in --checkpoint_dir, e.g.
-mbt2018-num_filters=64-lmbda=0.01. INPUT is an image file, a glob, or a .npy batch
+mbt2018-num_filters=64-num_latents=192-lmbda=0.01. INPUT is an image file, a glob, or a .npy batch
 of uint8 images; same-sized images are optimized together (--batch_images). The
 latents start at the amortized encoder's output and are optimized for --sga_its
 iterations; the file is decoded by the unchanged base model.

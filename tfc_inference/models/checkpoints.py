@@ -1,7 +1,7 @@
 """Run directories: `config.json` plus `weights.npz` (weights and range-coding tables).
 
 A run directory is named like the authors' runs, e.g.
-`checkpoints/mbt2018-num_filters=64-lmbda=0.01/`. `weights.npz` holds every model
+`checkpoints/mbt2018-num_filters=64-lmbda=0.001/`. `weights.npz` holds every model
 weight under a stable key (see `HyperpriorModel.named_weights`) and, under keys
 starting with `tables/`, the range-coding tables, so that loading a model for
 coding costs milliseconds instead of rebuilding the tables (~12 s).
@@ -17,6 +17,7 @@ import tempfile
 import numpy as np
 
 from tfc_inference.models import hyperprior
+from tfc_inference.models.shipped_runs import BASE_RUN  # pylint: disable=unused-import
 from tfc_inference.util import output_paths
 
 WEIGHTS_FILE = "weights.npz"
