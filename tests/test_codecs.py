@@ -9,6 +9,7 @@ from tfc_inference.coding import decoding
 from tfc_inference.coding import file_format
 from tfc_inference.models import checkpoints
 from tfc_inference.models import hyperprior
+from tfc_inference.models import widening
 
 RANGE_CODED = ["mbt2018", "bmshj2018"]
 
@@ -84,7 +85,7 @@ def test_runs_with_a_wider_y_round_trip(prefix, checkpoint_dir, run_names,
   wide = hyperprior.MODEL_CLASSES[prefix](
       lmbda=narrow.lmbda, num_filters=narrow.num_filters, num_latents=12)
   wide.build_all()
-  wide.set_weight_arrays(hyperprior.widen_latents(wide, narrow.weight_arrays()))
+  wide.set_weight_arrays(widening.widen(wide, narrow.weight_arrays()))
   name = hyperprior.run_name(prefix, narrow.num_filters, narrow.lmbda, 12)
   (tmp_path / name).mkdir()
   checkpoints.save_weights(wide, str(tmp_path / name))

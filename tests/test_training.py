@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfc_inference import training
 from tfc_inference.models import hyperprior
+from tfc_inference.models import widening
 from tfc_inference.util import image_io
 from tfc_inference.util import synthetic
 
@@ -60,12 +61,12 @@ def test_init_from_transfers_matching_layers():
 
 @pytest.mark.parametrize("cls", sorted(hyperprior.MODEL_CLASSES.values(),
                                         key=lambda c: c.__name__))
-def test_widen_latents_keeps_what_the_narrow_model_computes(cls):
+def test_a_wider_y_keeps_what_the_narrow_model_computes(cls):
   narrow = cls(lmbda=0.01, num_filters=8)
   narrow.build_all()
   wide = cls(lmbda=0.04, num_filters=8, num_latents=12)
   wide.build_all()
-  wide.set_weight_arrays(hyperprior.widen_latents(wide, narrow.weight_arrays()))
+  wide.set_weight_arrays(widening.widen(wide, narrow.weight_arrays()))
   x = tf.constant(synthetic.image_batch(1, 64, 64, seed=1), tf.float32)
   y = narrow.analysis_transform(x)
   y_wide = wide.analysis_transform(x)
@@ -86,9 +87,42 @@ def test_widen_latents_keeps_what_the_narrow_model_computes(cls):
     np.testing.assert_array_equal(params_wide[..., 12 * g:12 * g + 8],
                                   params[..., 8 * g:8 * (g + 1)])
   same_width = narrow.weight_arrays()
-  assert hyperprior.widen_latents(narrow, same_width) is same_width
-  with pytest.raises(ValueError, match="at most as wide"):
-    hyperprior.widen_latents(narrow, wide.weight_arrays())
+  assert widening.widen(narrow, same_width) is same_width
+  with pytest.raises(ValueError, match="--num_latents is at most 8"):
+    widening.widen(narrow, wide.weight_arrays())
+
+
+@pytest.mark.parametrize("cls", sorted(hyperprior.MODEL_CLASSES.values(),
+                                        key=lambda c: c.__name__))
+def test_wider_hidden_layers_keep_what_the_narrow_model_computes(cls):
+  narrow = cls(lmbda=0.01, num_filters=8)
+  narrow.build_all()
+  wide = cls(lmbda=0.01, num_filters=12, num_latents=8)
+  wide.build_all()
+  arrays = widening.widen(wide, narrow.weight_arrays())
+  wide.set_weight_arrays(arrays)
+  gamma = arrays["synthesis_transform/layer_1/layer_1/igdn_1/reparam_gamma"]
+  assert gamma.shape == (12, 12)
+  x = tf.constant(synthetic.image_batch(1, 64, 64, seed=1), tf.float32)
+  y = narrow.analysis_transform(x)
+  # Only the summation order of the convolutions may differ.
+  close = dict(rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(wide.analysis_transform(x), y, **close)
+  np.testing.assert_allclose(wide.synthesis_transform(y),
+                             narrow.synthesis_transform(y), **close)
+  h = narrow.hyper_analysis_transform(narrow.hyper_analysis_input(y))
+  h_wide = wide.hyper_analysis_transform(wide.hyper_analysis_input(y))
+  groups = h.shape[-1] // 8  # [z] or the bits-back posterior's [mean, log variance]
+  for g in range(groups):
+    np.testing.assert_allclose(h_wide[..., 12 * g:12 * g + 8],
+                               h[..., 8 * g:8 * (g + 1)], **close)
+  # The new z channels are read with zero weight, whatever they hold.
+  z = h[..., :8]
+  z_any = tf.concat([z, 3. * tf.ones_like(z[..., :4])], axis=-1)
+  np.testing.assert_allclose(wide.hyper_synthesis_transform(z_any),
+                             narrow.hyper_synthesis_transform(z), **close)
+  with pytest.raises(ValueError, match="--num_filters is at most 8"):
+    widening.widen(narrow, wide.weight_arrays())
 
 
 def test_run_name_and_config_carry_a_wider_y(tmp_path):

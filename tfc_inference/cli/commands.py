@@ -21,6 +21,7 @@ from tfc_inference.coding import file_format
 from tfc_inference.models import checkpoints
 from tfc_inference.models import frozen
 from tfc_inference.models import hyperprior
+from tfc_inference.models import widening
 from tfc_inference.util import image_io
 from tfc_inference.util import output_paths
 
@@ -87,7 +88,7 @@ def train_run(name, make_model, fields):
     model = make_model()
     model.build_all()
   if init_arrays is not None and isinstance(model, hyperprior.HyperpriorModel):
-    init_arrays = hyperprior.widen_latents(model, init_arrays)
+    init_arrays = widening.widen(model, init_arrays)
   replicas = strategy.num_replicas_in_sync
   print(f"training {name} in {path}"
         + (f" on {replicas} replicas ({FLAGS.strategy})" if replicas > 1 else "")

@@ -88,14 +88,17 @@ def define_train_flags(default_prefix, with_lambda=True, run_name_help=None):
     flags.DEFINE_float("lambda", 0.01,
                        "Rate-distortion trade-off: loss = bpp + lambda * MSE, MSE on "
                        "0-255 pixels.")
-  flags.DEFINE_integer("num_filters", 64,
-                       "Channels of every layer and of the latents (paper: 192).")
+  flags.DEFINE_integer(
+      "num_filters", 64,
+      "Channels of every hidden layer and of z (paper: 192); --init_from a run "
+      "with fewer embeds its weights (see widening.widen)." if with_lambda else
+      "Channels of every layer and of the latents (paper: 192).")
   if with_lambda:  # the hyperprior families
     flags.DEFINE_integer(
         "num_latents", None,
         "Channels of y when wider than --num_filters (Minnen et al.: 320 at high "
         "rates). --init_from a narrower run embeds its weights (see "
-        "hyperprior.widen_latents). Default: --num_filters.")
+        "widening.widen). Default: --num_filters.")
   flags.DEFINE_string("train_glob", "../shared/data/train/*",
                       "Glob of training images (PNG/JPEG).")
   flags.DEFINE_integer("batchsize", 8,

@@ -1,10 +1,11 @@
 """Run directories: `config.json` plus `weights.npz` (weights and range-coding tables).
 
 A run directory is named like the authors' runs, e.g.
-`checkpoints/mbt2018-num_filters=64-lmbda=0.001/`. `weights.npz` holds every model
-weight under a stable key (see `HyperpriorModel.named_weights`) and, under keys
-starting with `tables/`, the range-coding tables, so that loading a model for
-coding costs milliseconds instead of rebuilding the tables (~12 s).
+`checkpoints/mbt2018-num_filters=64-num_latents=192-lmbda=0.001/`. `weights.npz`
+holds every model weight under a stable key (see
+`HyperpriorModel.named_weights`) and, under keys starting with `tables/`, the
+range-coding tables, so that loading a model for coding costs milliseconds
+instead of rebuilding the tables (~12 s).
 Optimizer state lives only in the `train/` subfolder, which is never shipped.
 """
 

@@ -16,7 +16,6 @@ this package must round to):
 """
 
 import hashlib
-import itertools
 
 import numpy as np
 import tensorflow as tf
@@ -464,53 +463,3 @@ def run_name(prefix, num_filters, lmbda, num_latents=None):
   latents = (f"-num_latents={num_latents}"
              if num_latents and num_latents != num_filters else "")
   return f"{prefix}-num_filters={num_filters}{latents}-lmbda={lmbda:g}"
-
-
-def widen_latents(model, arrays):
-  """Fits the weights of a run with fewer latent channels into `model` (wider y).
-
-  `arrays` (key -> array, as `weight_arrays()` writes them) come from a run whose
-  y has m < M = `model.num_latents` channels. Every weight whose shape already
-  agrees is returned unchanged; the ones that touch y are embedded so that the
-  wider model computes what the narrow one did: the old channels keep their
-  weights, the new y channels get fresh analysis filters (from `model`'s current,
-  initial values) and zero weights wherever they are read (synthesis and
-  hyper-analysis inputs), so they start as unused latents that training can put to
-  work. Outputs laid out in groups per y channel (the hyper-synthesis' [loc,
-  scale index]) are embedded group by group. Returns a new dict; `arrays` is
-  returned as is when the widths agree.
-  """
-  probe = arrays.get("analysis_transform/layer_3/layer_3/kernel_real")
-  if probe is None or probe.shape[1] == model.num_latents:
-    return arrays
-  narrow, wide = probe.shape[1], model.num_latents
-  if narrow > wide:
-    raise weights.WeightMismatchError(
-        f"cannot initialize a y of {wide} channels from a run with {narrow}: "
-        "--init_from a run whose y is at most as wide")
-
-  def axis_slices(old_size, new_size):
-    """(destination, source) slice pairs embedding one axis, or None."""
-    if old_size == new_size:
-      return [(slice(None), slice(None))]
-    groups = new_size // wide
-    if new_size % wide or old_size != groups * narrow:
-      return None
-    return [(slice(g * wide, g * wide + narrow), slice(g * narrow, (g + 1) * narrow))
-            for g in range(groups)]
-
-  widened = dict(arrays)
-  for key, var in model.named_weights().items():
-    old = arrays.get(key)
-    if old is None or old.shape == tuple(var.shape) or old.ndim != len(var.shape):
-      continue
-    per_axis = [axis_slices(o, n) for o, n in zip(old.shape, var.shape)]
-    if any(pairs is None for pairs in per_axis):
-      continue
-    new = var.numpy().copy()
-    if "kernel" in key and old.shape[0] != new.shape[0]:
-      new[old.shape[0]:] = 0.  # new input channels (y) are read with zero weight
-    for pairs in itertools.product(*per_axis):
-      new[tuple(dst for dst, _ in pairs)] = old[tuple(src for _, src in pairs)]
-    widened[key] = new
-  return widened
