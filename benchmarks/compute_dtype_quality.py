@@ -27,7 +27,7 @@ flags.DEFINE_string("images", "../shared/data/kodak/*.png", "Glob of test images
 flags.DEFINE_integer("num_crops", 8, "Center crops of the first N images.")
 flags.DEFINE_integer("crop", 256, "Crop side in pixels.")
 flags.DEFINE_list("lambdas", ["0.005", "0.01", "0.02", "0.04"],
-                  "Lambdas of the mbt2018 num_filters=64 runs to compare on.")
+                  "Lambdas of the shipped mbt2018 runs to compare on.")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "Compute dtypes to compare.")
 flags.DEFINE_integer("iterations", 2000, "SGA iterations.")
 flags.DEFINE_string("checkpoint_dir", None, "Run folder (default: shipped).")
@@ -51,7 +51,6 @@ def main(argv):
   from tfc_inference.evaluation import runner  # pylint: disable=import-outside-toplevel
   from tfc_inference.inference import iterative  # pylint: disable=import-outside-toplevel
   from tfc_inference.models import checkpoints  # pylint: disable=import-outside-toplevel
-  from tfc_inference.models import hyperprior  # pylint: disable=import-outside-toplevel
 
   paths = sorted(glob.glob(FLAGS.images))[:FLAGS.num_crops]
   if len(paths) < FLAGS.num_crops:
@@ -66,7 +65,7 @@ def main(argv):
   state.update(images=[os.path.basename(p) for p in paths], crop=FLAGS.crop,
                iterations=FLAGS.iterations)
   for lmbda in FLAGS.lambdas:
-    run = hyperprior.run_name("mbt2018", 64, float(lmbda))
+    run = checkpoints.run_at("mbt2018", lmbda, FLAGS.checkpoint_dir)
     model, config, _ = checkpoints.load_run(run, FLAGS.checkpoint_dir)
     for dtype in FLAGS.dtypes:
       key = f"{run}/{dtype}"
@@ -87,7 +86,7 @@ def main(argv):
   reference = FLAGS.dtypes[0]
   summary = {}
   for lmbda in FLAGS.lambdas:
-    run = hyperprior.run_name("mbt2018", 64, float(lmbda))
+    run = checkpoints.run_at("mbt2018", lmbda, FLAGS.checkpoint_dir)
     base = cells[f"{run}/{reference}"]["mean_loss"]
     for dtype in FLAGS.dtypes[1:]:
       loss = cells[f"{run}/{dtype}"]["mean_loss"]

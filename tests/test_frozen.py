@@ -12,6 +12,7 @@ from tfc_inference.models import checkpoints
 from tfc_inference.models import frozen
 from tfc_inference.models import hyperprior
 from tfc_inference.models import noisy_normal
+from tfc_inference.models import shipped_runs
 from tfc_inference.util import synthetic
 
 from conftest import TINY_FILTERS
@@ -63,6 +64,49 @@ def test_bfloat16_is_close_and_returns_float32(checkpoint_dir):
   cosine = tf.reduce_sum(grads[0] * grads[1]) / (
       tf.norm(grads[0]) * tf.norm(grads[1]))
   assert float(cosine) > 0.99
+
+
+def test_residual_is_the_error_to_the_reference(checkpoint_dir):
+  model = _model(checkpoint_dir, "mbt2018")
+  y, _ = _latents(model)
+  x = tf.constant(synthetic.image_batch(2, 128, 192, seed=4), tf.float32)
+  exact = frozen.FrozenTransform(model.synthesis_transform)
+  target = exact(y) - x
+  np.testing.assert_array_equal(exact.residual(y, x).numpy(), target.numpy())
+  fast = frozen.FrozenTransform(model.synthesis_transform, "bfloat16")
+  # The last convolution (to RGB, then x 255) runs in bfloat16 here, not float32.
+  assert fast._residual_conv is not None and fast._output_scale == 255.
+  rms = lambda a: float(tf.sqrt(tf.reduce_mean(tf.square(a))))  # noqa: E731
+  # About as close to float32 as the bfloat16 transform with its float32 last
+  # convolution; rounding its 0-255 outputs to bfloat16 would be far off.
+  assert rms(fast.residual(y, x) - target) < 1.5 * rms(fast(y) - x - target)
+  # The last convolution alone, on the same (bfloat16) inputs: the error it
+  # computes is far closer to float32's than its output rounded to bfloat16.
+  # (The shipped base run's weights: a tiny run trained for the tests differs
+  # from one session to the next.)
+  shipped = checkpoints.load_run(shipped_runs.BASE_RUN)[0]
+  layer = [l for l in shipped.synthesis_transform.layers
+           if isinstance(l, tfc.SignalConv2D)][-1]
+  h = shipped.analysis_transform(x)
+  for hidden in shipped.synthesis_transform.layers[:-2]:
+    h = hidden(h)
+  h = tf.cast(tf.cast(h, tf.bfloat16), tf.float32)
+  output = frozen.FrozenTransform(shipped.synthesis_transform).convolutions[-1](h)
+  # An image the output reconstructs to a few levels of 255, as trained ones do.
+  reference = (tf.round(255. * output) +
+               tf.random.stateless_normal(output.shape, [7, 8], stddev=3.)) / 255.
+  error = frozen.ResidualConv(layer, "bfloat16")(h, reference)
+  rounded = tf.cast(tf.cast(output, tf.bfloat16), tf.float32)
+  assert rms(error - (output - reference)) < 0.5 * rms(rounded - output)
+  gradients = []
+  for error in (lambda: exact(y) - x, lambda: fast.residual(y, x)):
+    with tf.GradientTape() as tape:
+      tape.watch(y)
+      loss = tf.reduce_mean(tf.square(error()))
+    gradients.append(tape.gradient(loss, y).numpy().ravel())
+  cosine = gradients[0] @ gradients[1] / (np.linalg.norm(gradients[0]) *
+                                          np.linalg.norm(gradients[1]))
+  assert cosine > 0.99
 
 
 def test_snapshot_is_reused_until_the_weights_change(checkpoint_dir):

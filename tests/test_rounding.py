@@ -68,6 +68,23 @@ def test_sga_rounds_up_with_the_tempered_probability_as_tau_vanishes_hard():
   assert np.mean(sample > 0.5) == pytest.approx(p_up, abs=0.02)
 
 
+def test_sga_sample_is_the_two_class_gumbel_softmax_sample():
+  """The logistic-noise form draws from tfp's RelaxedOneHotCategorical of the two
+  directions (the paper's definition): equal quantiles over many draws."""
+  import tensorflow_probability as tfp  # pylint: disable=import-outside-toplevel
+  v = tf.fill([100000], 2.3)
+  tau = 0.6
+  logits = tf.stack([-tf.math.atanh(v - 2.), -tf.math.atanh(3. - v)], -1) / tau
+  up = tfp.distributions.RelaxedOneHotCategorical(tau, logits=logits).sample(
+      seed=tf.constant([7, 8]))[..., 1]
+  reference = 2. + up.numpy()
+  sample = rounding.sga_round(v, tau, SEED).numpy()
+  quantiles = [0.1, 0.25, 0.5, 0.75, 0.9]
+  # Standard error of a quantile of 1e5 draws is well below 0.01 here.
+  np.testing.assert_allclose(np.quantile(sample, quantiles),
+                             np.quantile(reference, quantiles), atol=0.01)
+
+
 def test_ste_rounds_forward_and_passes_gradient():
   v = tf.Variable([0.3, 1.6])
   with tf.GradientTape() as tape:

@@ -59,6 +59,12 @@ def test_the_default_run_is_shipped():
   assert shipped_runs.BASE_RUN in SHIPPED
 
 
+def test_run_at_finds_the_run_of_a_family_and_lambda():
+  assert checkpoints.run_at("mbt2018", 0.01) == shipped_runs.BASE_RUN
+  with pytest.raises(checkpoints.CheckpointError, match="no runs of mbt2018"):
+    checkpoints.run_at("mbt2018", 0.123)
+
+
 def test_one_run_per_family_and_lambda():
   """Each family's Kodak curve (results/kodak/<family>.csv) has one point per lambda."""
   seen = {}

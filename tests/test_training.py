@@ -59,14 +59,24 @@ def test_init_from_transfers_matching_layers():
                                 source.weight_arrays()[key])
 
 
-@pytest.mark.parametrize("cls", sorted(hyperprior.MODEL_CLASSES.values(),
-                                        key=lambda c: c.__name__))
-def test_a_wider_y_keeps_what_the_narrow_model_computes(cls):
+FAMILIES = sorted(hyperprior.MODEL_CLASSES.values(), key=lambda c: c.__name__)
+
+
+def _widened(cls, **widths):
+  """(narrow model with N = M = 8, the model of `widths` started from it, the
+  widened weights)."""
   narrow = cls(lmbda=0.01, num_filters=8)
   narrow.build_all()
-  wide = cls(lmbda=0.04, num_filters=8, num_latents=12)
+  wide = cls(lmbda=0.01, **widths)
   wide.build_all()
-  wide.set_weight_arrays(widening.widen(wide, narrow.weight_arrays()))
+  arrays = widening.widen(wide, narrow.weight_arrays())
+  wide.set_weight_arrays(arrays)
+  return narrow, wide, arrays
+
+
+@pytest.mark.parametrize("cls", FAMILIES)
+def test_a_wider_y_keeps_what_the_narrow_model_computes(cls):
+  narrow, wide, _ = _widened(cls, num_filters=8, num_latents=12)
   x = tf.constant(synthetic.image_batch(1, 64, 64, seed=1), tf.float32)
   y = narrow.analysis_transform(x)
   y_wide = wide.analysis_transform(x)
@@ -92,15 +102,9 @@ def test_a_wider_y_keeps_what_the_narrow_model_computes(cls):
     widening.widen(narrow, wide.weight_arrays())
 
 
-@pytest.mark.parametrize("cls", sorted(hyperprior.MODEL_CLASSES.values(),
-                                        key=lambda c: c.__name__))
+@pytest.mark.parametrize("cls", FAMILIES)
 def test_wider_hidden_layers_keep_what_the_narrow_model_computes(cls):
-  narrow = cls(lmbda=0.01, num_filters=8)
-  narrow.build_all()
-  wide = cls(lmbda=0.01, num_filters=12, num_latents=8)
-  wide.build_all()
-  arrays = widening.widen(wide, narrow.weight_arrays())
-  wide.set_weight_arrays(arrays)
+  narrow, wide, arrays = _widened(cls, num_filters=12, num_latents=8)
   gamma = arrays["synthesis_transform/layer_1/layer_1/igdn_1/reparam_gamma"]
   assert gamma.shape == (12, 12)
   x = tf.constant(synthetic.image_batch(1, 64, 64, seed=1), tf.float32)

@@ -83,6 +83,21 @@ def list_runs(checkpoint_dir=None):
                 if os.path.exists(os.path.join(root, d, CONFIG_FILE)))
 
 
+def run_at(family, lmbda, checkpoint_dir=None):
+  """The name of the one run of `family` (e.g. "mbt2018") trained at `lmbda` in
+  `checkpoint_dir` (default: shipped), whatever its widths: the zoo ships one run
+  per family and lambda. Raises `CheckpointError` if there is none or several."""
+  prefix, suffix = f"{family}-num_filters=", f"-lmbda={float(lmbda):g}"
+  names = [name for name in list_runs(checkpoint_dir)
+           if name.startswith(prefix) and name.endswith(suffix)]
+  if len(names) != 1:
+    raise CheckpointError(
+        f"{len(names) or 'no'} runs of {family} at lambda={float(lmbda):g} in "
+        f"{checkpoint_dir or default_checkpoint_dir()}" +
+        (f": {', '.join(names)}" if names else ""))
+  return names[0]
+
+
 def read_config(path):
   with open(os.path.join(path, CONFIG_FILE)) as f:
     return json.load(f)

@@ -59,11 +59,16 @@ def coding_indexes(indexes):
 
 def masked_mse(x, x_hat, valid_shape=None):
   """Per-image MSE over the valid (unpadded) region, and that region's pixel count."""
+  return masked_mean_square(x_hat - x, valid_shape)
+
+
+def masked_mean_square(error, valid_shape=None):
+  """Per-image mean of `error` [B, H, W, C] squared over the valid (unpadded)
+  region, and that region's pixel count."""
   if valid_shape is not None:
-    x = x[:, :valid_shape[0], :valid_shape[1], :]
-    x_hat = x_hat[:, :valid_shape[0], :valid_shape[1], :]
-  mse = tf.reduce_mean(tf.math.squared_difference(x, x_hat), axis=[1, 2, 3])
-  num_pixels = tf.cast(tf.reduce_prod(tf.shape(x)[1:3]), tf.float32)
+    error = error[:, :valid_shape[0], :valid_shape[1], :]
+  mse = tf.reduce_mean(tf.square(error), axis=[1, 2, 3])
+  num_pixels = tf.cast(tf.reduce_prod(tf.shape(error)[1:3]), tf.float32)
   return mse, num_pixels
 
 
@@ -182,7 +187,9 @@ class HyperpriorModel(weights.NamedWeightsMixin, tiling.TiledTransformsMixin,
     runs tile by tile, but a gradient through it would keep every tile's
     activations: take gradients with `synthesis_mse_and_gradient`.
     `synthesis`: a stand-in for the synthesis transform (e.g. its
-    `frozen.FrozenTransform` in bfloat16)."""
+    `frozen.FrozenTransform` in bfloat16, whose `residual` computes the error)."""
+    if not self.tile and hasattr(synthesis, "residual"):
+      return masked_mean_square(synthesis.residual(y, x), valid_shape)
     return masked_mse(x, self.run_synthesis(y, synthesis), valid_shape)
 
   def synthesis_mse_and_gradient(self, x, y, valid_shape=None, synthesis=None):

@@ -226,10 +226,14 @@ def mse_and_gradient(transform, x, y, tile, valid_shape=None):
     patch = _after(y[:, a0:a1, b0:b1], previous)
     with tf.GradientTape() as tape:
       tape.watch(patch)
-      out = transform(patch)[:, p0 - STRIDE * a0:p1 - STRIDE * a0,
-                             q0 - STRIDE * b0:q1 - STRIDE * b0]
-      errors = tf.reduce_sum(
-          tf.math.squared_difference(x[:, p0:p1, q0:q1], out), axis=[1, 2, 3])
+      crop = (slice(None), slice(p0 - STRIDE * a0, p1 - STRIDE * a0),
+              slice(q0 - STRIDE * b0, q1 - STRIDE * b0))
+      if hasattr(transform, "residual"):  # a FrozenTransform: see its `residual`
+        error = transform.residual(
+            patch, x[:, STRIDE * a0:STRIDE * a1, STRIDE * b0:STRIDE * b1])[crop]
+      else:
+        error = transform(patch)[crop] - x[:, p0:p1, q0:q1]
+      errors = tf.reduce_sum(tf.square(error), axis=[1, 2, 3])
     # Images are independent, so the gradient of the batch sum is per image.
     patch_gradient = tape.gradient(errors, patch)
     gradient += tf.pad(patch_gradient, [[0, 0], [a0, height - a1],
