@@ -316,7 +316,10 @@ class FrozenTransform:
         self._steps.append(layer.function)  # Keras' call would cast to float32
       else:
         raise ValueError(f"FrozenTransform cannot run layer {layer.name!r}")
-    self._residual_conv, self._output_scale = self._residual_path()
+    # (ResidualConv or None, scale) for `residual`: kept where it is built
+    # eagerly; one made inside a tf.function (training's `computed_in`) would
+    # hold that graph's tensors, so there `residual` builds it on each call.
+    self._residual = self._residual_path() if tf.executing_eagerly() else None
 
   def _residual_path(self):
     """(`ResidualConv` of the last convolution, the constant factor the steps
@@ -329,10 +332,14 @@ class FrozenTransform:
       return None, None
     scale = 1.
     for step in self._steps[convs[-1] + 1:]:
-      one, two = (float(step(tf.constant(v))) for v in (1., 2.))
-      if two != 2. * one or float(step(tf.constant(0.))) != 0.:
+      # Probed with NumPy numbers, which a Lambda's x * 255 maps to numbers in
+      # graph mode too; anything else keeps the float32 last convolution.
+      zero, one, two = (step(np.float32(v)) for v in (0., 1., 2.))
+      if not all(isinstance(v, (float, np.floating)) for v in (zero, one, two)):
         return None, None
-      scale *= one
+      if two != 2. * one or zero != 0.:
+        return None, None
+      scale *= float(one)
     try:
       return ResidualConv(last.layer, self.dtype), scale
     except ValueError:
@@ -363,15 +370,15 @@ class FrozenTransform:
     convolution (34 against 8 ms for a Kodak image's forward pass and gradient).
     """
     reference = tf.convert_to_tensor(reference, tf.float32)
-    if self.dtype == tf.float32 or self._residual_conv is None:
+    residual_conv, scale = self._residual or self._residual_path()
+    if residual_conv is None:
       return self(inputs) - reference
     outputs = tf.convert_to_tensor(inputs, tf.float32)
     for step in self._steps:
       if step is self.convolutions[-1]:
         break
       outputs = step(tf.cast(outputs, getattr(step, "dtype", outputs.dtype)))
-    return self._output_scale * self._residual_conv(
-        outputs, reference / self._output_scale)
+    return scale * residual_conv(outputs, reference / scale)
 
 
 @contextlib.contextmanager
