@@ -149,9 +149,9 @@ class Run:
   """One point of a curve: a loaded checkpoint, or a JPEG quality.
 
   `lmbda` is what the CSV's lambda column holds (the run's training lambda, or
-  the JPEG quality). Runs of one `variant` (family and hidden width) form one
-  curve; the width of y may differ along it (wider at high rates, as in
-  Minnen et al.).
+  the JPEG quality). Runs of one `variant` (a hyperprior family) form one
+  curve; the widths of y and of the hidden layers may differ along it (wider
+  at high rates, as in Minnen et al. and Ballé et al.).
   """
   name: str
   lmbda: float

@@ -18,6 +18,7 @@ import fnmatch
 import glob as glob_lib
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -76,8 +77,8 @@ def load_run(method, name, options):
   model, config, run_name = checkpoints.load_run(
       name, options_lib.checkpoint_root(options))
   return options_lib.Run(name=run_name, lmbda=float(config["lmbda"]),
-                      variant=f"{config['model']}-num_filters={config['num_filters']}",
-                      family=config["model"], model=model, config=config)
+                         variant=config["model"], family=config["model"],
+                         model=model, config=config)
 
 
 def find_images(spec):
@@ -253,6 +254,18 @@ def load_results(results_dir, methods=None):
   return records
 
 
+# Records written before 2026-12-06 named a hyperprior curve by family and hidden
+# width ("mbt2018-num_filters=64"); the widths now vary along a family's curve.
+_LEGACY_VARIANT = re.compile(r"^([a-z0-9_]+)-num_filters=\d+$")
+
+
+def _curve_of(record):
+  """The curve (variant) a per-image record belongs to."""
+  variant = record.get("variant") or record.get("run") or "?"
+  legacy = _LEGACY_VARIANT.match(variant)
+  return legacy.group(1) if legacy else variant
+
+
 def _check_group(label, records):
   """Warns when a curve mixes settings or has unequal images per lambda."""
   settings = {f"settings {json.dumps(r.get('settings'), sort_keys=True)}, "
@@ -291,7 +304,7 @@ def summarize(results_dir, methods=None, out=None, required=True):
 
   One CSV per method with rows of means over images per lambda. If a method's
   results hold several variants (e.g. sga on mbt2018 and on bmshj2018 runs, or
-  two widths), each variant gets RESULTS_DIR/<method>@<variant>.csv instead,
+  several VAE runs), each variant gets RESULTS_DIR/<method>@<variant>.csv instead,
   since their lambdas are different curves. Returns dict CSV path -> rows.
   """
   out = out or sys.stdout
@@ -305,8 +318,7 @@ def summarize(results_dir, methods=None, out=None, required=True):
   for method in sorted(records):
     variants = {}
     for record in records[method]:
-      variant = record.get("variant") or record.get("run") or "?"
-      variants.setdefault(variant, []).append(record)
+      variants.setdefault(_curve_of(record), []).append(record)
     if len(variants) == 1:
       groups = {method: next(iter(variants.values()))}
     else:
