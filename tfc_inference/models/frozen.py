@@ -171,7 +171,7 @@ class _FrozenConv:
       _require(not self.upsampling, layer, "up- and downsampling at once")
     kernel = tf.convert_to_tensor(layer.kernel)
     support = layer.kernel_support
-    self.layer = layer  # for its geometry and weights (`residual_conv`)
+    self.layer = layer  # for its geometry and weights (`ResidualConv`)
     if self.upsampling:
       _require(not layer.corr and all(s > 1 for s in self.strides), layer,
                "upsampling must be a convolution in both dimensions")
@@ -247,7 +247,7 @@ class ResidualConv:
              "a residual needs an upsampling convolution to few channels")
     self.dtype = tf.as_dtype(dtype)
     self.stride = stride = strides[0]
-    self.filters = channels = layer.filters
+    channels = layer.filters
     kernel = tf.convert_to_tensor(layer.kernel)  # [kh, kw, in, out]
     support = layer.kernel_support
     # Output pixel stride * i + r reads tap r + k // 2 of input pixel i (tfc's
@@ -373,10 +373,9 @@ class FrozenTransform:
     residual_conv, scale = self._residual or self._residual_path()
     if residual_conv is None:
       return self(inputs) - reference
+    last = self.convolutions[-1]
     outputs = tf.convert_to_tensor(inputs, tf.float32)
-    for step in self._steps:
-      if step is self.convolutions[-1]:
-        break
+    for step in self._steps[:self._steps.index(last)]:
       outputs = step(tf.cast(outputs, getattr(step, "dtype", outputs.dtype)))
     return scale * residual_conv(outputs, reference / scale)
 
