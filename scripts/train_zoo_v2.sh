@@ -71,14 +71,20 @@ LADDER_DECAY_AT=${LADDER_DECAY_AT:-$((LADDER_STEPS * 8 / 10))}
 HIGH_LAMBDA_LR=${HIGH_LAMBDA_LR:-3e-5}
 CHUNK=${CHUNK:-4000}
 LADDER=${LADDER:-0.02 0.005 0.04 0.0025 0.08 0.001}
-# The shipped 0.04 and 0.08 mean-scale runs have 128 hidden filters (started by
-# hand: examples/mbt2018.py train --num_filters 128 --num_latents 192 --init_from
-# <the 64-filter run>; see checkpoints/README.md). This script names and trains
-# 64-filter runs only: leave 0.04 and 0.08 out of LADDER, and train those runs
-# with that command (--init_from the run itself continues it).
+# Hidden filters of the ladder's runs (NUM_FILTERS, default 64). The shipped 0.04
+# and 0.08 mean-scale runs have 128 (widened from the 64-filter runs: at 0.08,
+# 10000 steps took the Kodak loss from 3.4305 to 2.7481; see checkpoints/README.md).
+# A ladder run with more filters than 64 starts from the widest mean-scale run of
+# its own lambda (widening.widen), not from the base run:
+#
+#   LADDER="0.02" NUM_FILTERS=128 HIGH_LAMBDA_LR=1e-4 LADDER_STEPS=10000 \
+#     nohup setsid taskset -c 0 scripts/train_zoo_v2.sh ladder > n128.log 2>&1 &
+NUM_FILTERS=${NUM_FILTERS:-64}
 FAMILIES=${FAMILIES:-bmshj2018 mbt2018_bb}
 FAMILY_LAMBDAS=${FAMILY_LAMBDAS:-0.01 0.02 0.005 0.04 0.08 0.0025 0.001}
 FAMILY_STEPS=${FAMILY_STEPS:-10000}
+# The families' runs get the hidden filters and y channels of the mean-scale run
+# they start from (the widest one shipped at their lambda).
 # Channels of y of the ladder's runs (named ...-num_latents=M-...), at least the
 # base run's 192. (The 64-channel runs of 0.001 and 0.0025 came from the 64-channel
 # base, which is in git history.)
@@ -94,7 +100,7 @@ BASE_LATENTS=192
 # runs 2x per core (2.23 -> 4.35 steps/s at 256x256 x 2, M = 192): set
 # COMPUTE_DTYPE=bfloat16 there (see checkpoints/README.md).
 COMPUTE_DTYPE=${COMPUTE_DTYPE:-float32}
-COMMON=(--num_filters 64 --patchsize 256 --batchsize 2 --train_glob "$TRAIN_GLOB"
+COMMON=(--patchsize 256 --batchsize 2 --train_glob "$TRAIN_GLOB"
         --train_compute_dtype "$COMPUTE_DTYPE")
 
 # "steps v2" of a run: its trained steps and whether its weights are a v2 lineage
@@ -112,9 +118,9 @@ print(config.get("steps", 0) if v2 else 0, "v2" if v2 else "v1")
 EOF
 }
 
-train() {  # run lambda last_step decay_at [family [init_run [lr [num_latents]]]]
+train() {  # run lambda last_step decay_at [family [init_run [lr [num_latents [num_filters]]]]]
   local name=$1 lmbda=$2 last=$3 decay=$4 family=${5:-mbt2018} origin=${6:-$BASE}
-  local lr=${7:-1e-4} latents=${8:-64} init=()
+  local lr=${7:-1e-4} latents=${8:-64} filters=${9:-64} init=()
   read -r steps lineage < <(state_of "$name")
   if [[ ! -d "checkpoints/$name/train" ]]; then
     if [[ $lineage == v2 ]]; then init=(--init_from "$name"); else init=(--init_from "$origin"); fi
@@ -122,33 +128,49 @@ train() {  # run lambda last_step decay_at [family [init_run [lr [num_latents]]]
   mkdir -p "checkpoints/$name"
   echo "=== $(date +%T) $name from step $steps to $last (lr $lr, /10 from $decay) ${init[*]}"
   "$PYTHON" "examples/$family.py" train "${COMMON[@]}" --lr "$lr" --lambda "$lmbda" \
-      --num_latents "$latents" --last_step "$last" --decay_at "$decay" "${init[@]}" \
+      --num_filters "$filters" --num_latents "$latents" --last_step "$last" --decay_at "$decay" "${init[@]}" \
       >> "checkpoints/$name/train.log" 2>&1 || { echo "!!! $name failed"; return 1; }
   tail -n 2 "checkpoints/$name/train.log"
 }
 
-# The run name of family $1 at lambda $2 with $3 latent channels (64: none given).
+# The run name of family $1 at lambda $2 with $3 latent channels (64: none given)
+# and $4 hidden filters.
 run_of() {
-  if [[ ${3:-64} == 64 ]]; then echo "$1-num_filters=64-lmbda=$2"
-  else echo "$1-num_filters=64-num_latents=$3-lmbda=$2"; fi
+  if [[ ${3:-64} == 64 ]]; then echo "$1-num_filters=${4:-64}-lmbda=$2"
+  else echo "$1-num_filters=${4:-64}-num_latents=$3-lmbda=$2"; fi
 }
 
-# Round robin over run specs "family:lambda:origin_run[:lr[:num_latents]]": CHUNK
+# The widest mean-scale run shipped (or training) at lambda $1: most hidden
+# filters, then most y channels (version sort puts 128 after 64 and a
+# "num_latents=" name after the plain one).
+widest_mean_scale_run() {
+  (cd checkpoints && ls -d "mbt2018-num_filters="*"-lmbda=$1" 2>/dev/null | sort -V | tail -n 1)
+}
+
+# "filters latents" of run name $1 (latents 64 when the name gives none).
+widths_of() {
+  local filters latents
+  filters=$(sed -n 's/.*num_filters=\([0-9]*\).*/\1/p' <<< "$1")
+  latents=$(sed -n 's/.*num_latents=\([0-9]*\).*/\1/p' <<< "$1")
+  echo "${filters:-64} ${latents:-64}"
+}
+
+# Round robin over run specs "family:lambda:origin_run[:lr[:num_latents[:num_filters]]]": CHUNK
 # more steps for each run below `total` steps per round, until every run has `total`.
 rounds() {  # total decay_at spec...
-  local total=$1 decay=$2 left spec family lmbda origin lr latents name steps target
+  local total=$1 decay=$2 left spec family lmbda origin lr latents filters name steps target
   shift 2
   while :; do
     left=0
     for spec in "$@"; do
-      IFS=: read -r family lmbda origin lr latents <<< "$spec"
-      name=$(run_of "$family" "$lmbda" "${latents:-64}")
+      IFS=: read -r family lmbda origin lr latents filters <<< "$spec"
+      name=$(run_of "$family" "$lmbda" "${latents:-64}" "${filters:-64}")
       read -r steps _ < <(state_of "$name")
       (( steps >= total )) && continue
       left=1
       target=$(( steps + CHUNK < total ? steps + CHUNK : total ))
       train "$name" "$lmbda" "$target" "$decay" "$family" "$origin" \
-          "${lr:-1e-4}" "${latents:-64}"
+          "${lr:-1e-4}" "${latents:-64}" "${filters:-64}"
     done
     (( left )) || break
   done
@@ -157,23 +179,27 @@ rounds() {  # total decay_at spec...
 specs=()
 case ${1:-} in
   base)
-    train "$BASE" 0.01 "$BASE_STEPS" "$BASE_DECAY_AT" mbt2018 "$BASE" 1e-4 "$BASE_LATENTS" ;;
+    train "$BASE" 0.01 "$BASE_STEPS" "$BASE_DECAY_AT" mbt2018 "$BASE" 1e-4 "$BASE_LATENTS" 64 ;;
   ladder)
     for lmbda in $LADDER; do
       lr=1e-4
       awk "BEGIN { exit !($lmbda >= 0.02) }" && lr=$HIGH_LAMBDA_LR
-      specs+=("mbt2018:$lmbda:$BASE:$lr:$NUM_LATENTS")
+      origin=$BASE
+      if (( NUM_FILTERS > 64 )); then
+        origin=$(widest_mean_scale_run "$lmbda")
+        [[ -n $origin ]] || origin=$BASE
+      fi
+      specs+=("mbt2018:$lmbda:$origin:$lr:$NUM_LATENTS:$NUM_FILTERS")
     done
     rounds "$LADDER_STEPS" "$LADDER_DECAY_AT" "${specs[@]}"
     echo "=== $(date +%T) ladder done" ;;
   families)
     for lmbda in $FAMILY_LAMBDAS; do
-      # The mean-scale run of this lambda, whichever width of y it was shipped
-      # with (the wide one where both are present); the family's run gets the same width.
-      origin=$(cd checkpoints && ls -d "mbt2018-num_filters=64-"*"lmbda=$lmbda" | tail -n 1)
-      latents=$(sed -n 's/.*num_latents=\([0-9]*\).*/\1/p' <<< "$origin")
+      origin=$(widest_mean_scale_run "$lmbda")
+      [[ -n $origin ]] || { echo "no mean-scale run at lambda $lmbda" >&2; exit 2; }
+      read -r filters latents < <(widths_of "$origin")
       for family in $FAMILIES; do
-        specs+=("$family:$lmbda:$origin:1e-4:${latents:-64}")
+        specs+=("$family:$lmbda:$origin:1e-4:$latents:$filters")
       done
     done
     rounds "$FAMILY_STEPS" $((FAMILY_STEPS * 8 / 10)) "${specs[@]}"

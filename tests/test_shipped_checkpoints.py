@@ -97,9 +97,14 @@ def test_shipped_run_config_and_round_trip(run):
     _, decoded = bits_back.decode_file(model, file_format.CompressedFile.from_bytes(data))
     np.testing.assert_array_equal(decoded["y_hat"], y_hat)
     assert decoded["side_info"] == info["side_info"]
-    net_bits = 8 * len(data) - info["side_info_bits"]
-    check_estimate(config, abs(net_bits - info["est_net_bits"])
-                   <= 0.03 * info["est_net_bits"] + 512)
+    # The estimate is of the payload: the header (run name, shapes, the bits-back
+    # bookkeeping; about 1100 bits) is not coded with the model. The coder itself
+    # lands within tens of bits of the estimate.
+    (payload,) = file_format.CompressedFile.from_bytes(data).strings
+    header_bits = 8 * (len(data) - len(payload))
+    net_payload_bits = 8 * len(data) - header_bits - info["side_info_bits"]
+    check_estimate(config, abs(net_payload_bits - info["est_net_bits"])
+                   <= 0.01 * info["est_net_bits"] + 64)
     return
   y_hat, z_hat = codec.amortized_latents(model, x)
   estimate = model.true_rd(x, y_hat, z_hat)

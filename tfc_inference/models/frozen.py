@@ -149,6 +149,18 @@ def _frozen_activation(layer, dtype):
   return apply
 
 
+def _transposed_kernel_for_same(kernel, strides):
+  """A `tfc.SignalConv2D` upsampling kernel [kh, kw, in, out] in the layout and
+  alignment `tf.nn.conv2d_transpose(..., padding="SAME")` needs.
+
+  "SAME" pads (K - s) // 2 before a kernel of size K at stride s: growing the
+  kernel by s - 1 zeros at its end (K = k - 1 + s) aligns it as tfc's explicit
+  padding (k // 2 before). conv2d_transpose takes the kernel as [kh, kw, out, in].
+  """
+  kernel = tf.pad(kernel, [[0, s - 1] for s in strides] + [[0, 0]] * 2)
+  return tf.transpose(kernel, [0, 1, 3, 2])
+
+
 class _FrozenConv:
   """One `tfc.SignalConv2D`: an upsampling convolution, a stride-1
   convolution/correlation or a downsampling correlation, "same_zeros" padding,
@@ -179,13 +191,10 @@ class _FrozenConv:
       if dtype == tf.float32:  # tfc's explicit padding: k // 2 before, rest after
         self.padding = ([[0, 0]] + [[k // 2, (k - 1) // 2] for k in support] +
                         [[0, 0]])
+        kernel = tf.transpose(kernel, [0, 1, 3, 2])  # conv2d_transpose's layout
       else:
-        # "SAME" pads (K - s) // 2 before a kernel of size K at stride s: growing
-        # the kernel by s - 1 zeros at its end (K = k - 1 + s) aligns it as tfc.
-        kernel = tf.pad(kernel, [[0, s - 1] for s in self.strides] + [[0, 0]] * 2)
+        kernel = _transposed_kernel_for_same(kernel, self.strides)
         self.padding = "SAME"
-      # conv2d_transpose takes the kernel as [kh, kw, out, in].
-      kernel = tf.transpose(kernel, [0, 1, 3, 2])
     else:
       if not layer.corr:  # tfc runs such a convolution as a flipped correlation
         kernel = kernel[::-1, ::-1]
@@ -261,10 +270,7 @@ class ResidualConv:
           taps[support[0] // 2 + rh, support[1] // 2 + rw,
                (rh * stride + rw) * channels + c, c] = -1.
     kernel = tf.concat([kernel, taps, taps], axis=2)  # the high and low parts
-    # "SAME" with the kernel grown by s - 1 zeros keeps tfc's alignment (as in
-    # `_FrozenConv`'s bfloat16 path); conv2d_transpose takes [kh, kw, out, in].
-    kernel = tf.pad(kernel, [[0, stride - 1], [0, stride - 1], [0, 0], [0, 0]])
-    self.kernel = tf.cast(tf.transpose(kernel, [0, 1, 3, 2]), self.dtype)
+    self.kernel = tf.cast(_transposed_kernel_for_same(kernel, strides), self.dtype)
     self.bias = tf.convert_to_tensor(layer.bias)
 
   def __call__(self, inputs, reference):
@@ -378,6 +384,16 @@ class FrozenTransform:
     for step in self._steps[:self._steps.index(last)]:
       outputs = step(tf.cast(outputs, getattr(step, "dtype", outputs.dtype)))
     return scale * residual_conv(outputs, reference / scale)
+
+
+def reconstruction_error(synthesis, y, x):
+  """`synthesis(y) - x` in float32 [B, H, W, C], differentiable w.r.t. `y`;
+  `x` must be the synthesis' output size. A `FrozenTransform` computes it with
+  its `residual` (in bfloat16, the error itself comes out of its last
+  convolution); any other transform as written."""
+  if isinstance(synthesis, FrozenTransform):
+    return synthesis.residual(y, x)
+  return synthesis(y) - x
 
 
 @contextlib.contextmanager

@@ -188,8 +188,9 @@ class HyperpriorModel(weights.NamedWeightsMixin, tiling.TiledTransformsMixin,
     activations: take gradients with `synthesis_mse_and_gradient`.
     `synthesis`: a stand-in for the synthesis transform (e.g. its
     `frozen.FrozenTransform` in bfloat16, whose `residual` computes the error)."""
-    if not self.tile and hasattr(synthesis, "residual"):
-      return masked_mean_square(synthesis.residual(y, x), valid_shape)
+    if not self.tile:
+      return masked_mean_square(frozen.reconstruction_error(
+          synthesis or self.synthesis_transform, y, x), valid_shape)
     return masked_mse(x, self.run_synthesis(y, synthesis), valid_shape)
 
   def synthesis_mse_and_gradient(self, x, y, valid_shape=None, synthesis=None):

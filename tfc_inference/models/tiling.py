@@ -228,11 +228,9 @@ def mse_and_gradient(transform, x, y, tile, valid_shape=None):
       tape.watch(patch)
       crop = (slice(None), slice(p0 - STRIDE * a0, p1 - STRIDE * a0),
               slice(q0 - STRIDE * b0, q1 - STRIDE * b0))
-      if hasattr(transform, "residual"):  # a FrozenTransform: see its `residual`
-        error = transform.residual(
-            patch, x[:, STRIDE * a0:STRIDE * a1, STRIDE * b0:STRIDE * b1])[crop]
-      else:
-        error = transform(patch)[crop] - x[:, p0:p1, q0:q1]
+      error = frozen.reconstruction_error(
+          transform, patch,
+          x[:, STRIDE * a0:STRIDE * a1, STRIDE * b0:STRIDE * b1])[crop]
       errors = tf.reduce_sum(tf.square(error), axis=[1, 2, 3])
     # Images are independent, so the gradient of the batch sum is per image.
     patch_gradient = tape.gradient(errors, patch)
