@@ -126,9 +126,10 @@ def test_header_fields_round_trip():
 
 
 def test_both_likelihoods_agree_and_old_files_still_decode(bb_model):
-  """BBVI's two forms of log p(y | z) agree to float rounding, and a file
+  """BBVI's forms of log p(y | z) agree to float rounding, and a file
   written before the header recorded the form (tfc's four log-CDFs, header
-  without the field) decodes with the form it was written with."""
+  without the field) or with an older form decodes with the form it was
+  written with."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   model, _, run_name = bb_model
   image = synthetic.test_image(64, 64, seed=8)
@@ -138,7 +139,8 @@ def test_both_likelihoods_agree_and_old_files_still_decode(bb_model):
   bits = [float(bbvi.net_bits(model, tf.constant(y_hat, tf.float32), z, mean,
                               log_var, likelihood=likelihood)[0])
           for likelihood in bbvi.LIKELIHOODS]
-  assert bits[0] == pytest.approx(bits[1], rel=1e-5)
+  for other in bits[1:]:
+    assert other == pytest.approx(bits[0], rel=1e-5)
   side_info = os.urandom(200)
   data, _ = bits_back.encode_file(
       model, run_name, "bb_no_sga", image, y_hat, side_info=side_info,
@@ -147,6 +149,15 @@ def test_both_likelihoods_agree_and_old_files_still_decode(bb_model):
   compressed.extra = compressed.extra[:-1]  # the header's layout before the field
   _, info = bits_back.decode_file(
       model, file_format.CompressedFile.from_bytes(compressed.to_bytes()))
+  assert info["side_info"] == side_info
+  # Files of the unfused two-log-CDF form (2026-12-04 to -06) decode with it.
+  data, _ = bits_back.encode_file(
+      model, run_name, "bb_no_sga", image, y_hat, side_info=side_info,
+      bbvi_its=BBVI_ITS, bbvi_likelihood=bbvi.LIKELIHOOD_TWO_LOG_CDFS)
+  compressed = file_format.CompressedFile.from_bytes(data)
+  assert (bits_back.SideInfoHeader.from_bytes(compressed.extra).bbvi_likelihood
+          == bbvi.LIKELIHOOD_TWO_LOG_CDFS)
+  _, info = bits_back.decode_file(model, compressed)
   assert info["side_info"] == side_info
 
 

@@ -131,7 +131,7 @@ class BitsBackCoder:
   """
 
   def __init__(self, model, bbvi_its=0, bbvi_lr=0.003, bbvi_seed=0,
-               bbvi_likelihood=bbvi.LIKELIHOOD_TWO_LOG_CDFS):
+               bbvi_likelihood=bbvi.LIKELIHOOD_FUSED):
     # The learning rate travels as float32 in the header; use that value here too.
     self.bbvi_its, self.bbvi_seed = int(bbvi_its), int(bbvi_seed)
     self.bbvi_likelihood = int(bbvi_likelihood)
@@ -309,7 +309,7 @@ def estimate_net_bits(coder, y_hat, z_index):
 
 def encode_file(model, run_name, method, image, y_hat, side_info=None, seed=0,
                 bbvi_its=0, bbvi_lr=0.003, bbvi_seed=0,
-                bbvi_likelihood=bbvi.LIKELIHOOD_TWO_LOG_CDFS):
+                bbvi_likelihood=bbvi.LIKELIHOOD_FUSED):
   """Writes the file for integer latents `y_hat` [1, h, w, N] of one image.
 
   With `bbvi_its` > 0, q(z | y_hat) comes from reproducible BBVI (Algorithm 1,

@@ -22,6 +22,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 import tensorflow_probability as tfp
 
+from tfc_inference.inference import fused_likelihood
 from tfc_inference.inference import rounding
 from tfc_inference.models import frozen
 from tfc_inference.models import hyperprior
@@ -34,11 +35,13 @@ _LN2 = float(np.log(2.))
 
 # How `net_bits` evaluates log p(y | z). The decoder repeats the encoder's
 # reproducible BBVI bit for bit, so a bits-back file records which one it used.
-# Both give the same values to float rounding; the two-log-CDF form
-# (`models.noisy_normal`) takes about 40% of the time with its gradient.
+# All give the same values to float rounding; the two-log-CDF form
+# (`models.noisy_normal`) takes about 40% of the time of tfc's four with its
+# gradient, and compiled by XLA (`fused_likelihood`, the default) a fraction of that.
 LIKELIHOOD_FOUR_LOG_CDFS = 0  # tfc.NoisyNormal: bits-back files before 2026-12-04
-LIKELIHOOD_TWO_LOG_CDFS = 1
-LIKELIHOODS = (LIKELIHOOD_FOUR_LOG_CDFS, LIKELIHOOD_TWO_LOG_CDFS)
+LIKELIHOOD_TWO_LOG_CDFS = 1  # `noisy_normal.log_prob`: files of 2026-12-04 to -06
+LIKELIHOOD_FUSED = 2  # the same two log-CDFs compiled by XLA (`fused_likelihood`)
+LIKELIHOODS = (LIKELIHOOD_FOUR_LOG_CDFS, LIKELIHOOD_TWO_LOG_CDFS, LIKELIHOOD_FUSED)
 
 
 def configure_determinism():
@@ -63,7 +66,7 @@ def configure_determinism():
 
 
 def net_bits(model, y, z, mean, log_var, hyper_synthesis=None,
-             likelihood=LIKELIHOOD_TWO_LOG_CDFS):
+             likelihood=LIKELIHOOD_FUSED):
   """Per-image -log2 p(y | z) - log2 p(z) + log2 q(z), y on the integer grid [B].
 
   p(y | z) is the Gaussian convolved with a unit uniform (tfc's NoisyNormal), so for
@@ -72,19 +75,25 @@ def net_bits(model, y, z, mean, log_var, hyper_synthesis=None,
   model's `y_conditional`.
   """
   loc, indexes = model.y_conditional(z, tf.shape(y)[1:3], hyper_synthesis)
-  scale = hyperprior.scale_fn(tf.clip_by_value(indexes, 0., hyperprior.SCALES_LEVELS - 1.))
-  if likelihood == LIKELIHOOD_TWO_LOG_CDFS:
-    log_p_y = noisy_normal.log_prob(y, loc, scale)
-  elif likelihood == LIKELIHOOD_FOUR_LOG_CDFS:
-    log_p_y = tfc.NoisyNormal(loc=loc, scale=scale).log_prob(y)
-  else:
-    raise ValueError(f"likelihood must be one of {LIKELIHOODS}, not {likelihood!r}")
-  bits_y = -tf.reduce_sum(log_p_y, axis=[1, 2, 3]) / _LN2
+  bits_y = -tf.reduce_sum(_log_p_y(y, loc, indexes, likelihood),
+                          axis=[1, 2, 3]) / _LN2
   return bits_y + model.z_net_bits(z, mean, log_var)
 
 
+def _log_p_y(y, loc, indexes, likelihood):
+  """Elementwise log p(y | z) in nats, evaluated as `likelihood` says."""
+  if likelihood == LIKELIHOOD_FUSED:
+    return fused_likelihood.log_p_y(y - loc, indexes)
+  scale = hyperprior.scale_fn(tf.clip_by_value(indexes, 0., hyperprior.SCALES_LEVELS - 1.))
+  if likelihood == LIKELIHOOD_TWO_LOG_CDFS:
+    return noisy_normal.log_prob(y, loc, scale)
+  if likelihood == LIKELIHOOD_FOUR_LOG_CDFS:
+    return tfc.NoisyNormal(loc=loc, scale=scale).log_prob(y)
+  raise ValueError(f"likelihood must be one of {LIKELIHOODS}, not {likelihood!r}")
+
+
 def reproducible_bbvi(model, y_hat, iterations=2000, lr=0.003, seed=0,
-                      likelihood=LIKELIHOOD_TWO_LOG_CDFS):
+                      likelihood=LIKELIHOOD_FUSED):
   """q(z | y_hat) by seeded BBVI. `y_hat` [1, h, w, N] integers; returns numpy
   (mean, log_var), each [1, h/4, w/4, N], float32. `likelihood`: as in
   `net_bits` (a decoder passes the one its file records)."""

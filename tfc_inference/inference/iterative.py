@@ -17,10 +17,10 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
+from tfc_inference.inference import fused_likelihood
 from tfc_inference.inference import rounding
 from tfc_inference.models import frozen
 from tfc_inference.models import hyperprior
-from tfc_inference.models import noisy_normal
 from tfc_inference.models import tiling
 from tfc_inference.util import metrics
 from tfc_inference.util import progress
@@ -40,37 +40,6 @@ KEEPS_BEST = ("map", "ste")
 # at 2.508 with SGA's schedule, 1.928 with this one, from 2.172
 # (results/iterative_inference/danneal_sga_schedule/ and summary.json there).
 DEFAULT_SCHEDULE = {"sga": (0.5, 1e-3, 700), "danneal": (0.2, 4e-3, 402)}
-
-
-@tf.function(jit_compile=True)
-def _log_p_y_and_gradients(y_offsets, indexes):
-  with tf.GradientTape() as tape:
-    tape.watch([y_offsets, indexes])
-    scale = hyperprior.scale_fn(
-        tf.clip_by_value(indexes, 0., hyperprior.SCALES_LEVELS - 1.))
-    log_p = tf.reduce_sum(noisy_normal.log_prob(y_offsets, 0., scale),
-                          axis=[1, 2, 3])
-  return log_p, tape.gradient(log_p, [y_offsets, indexes])
-
-
-@tf.custom_gradient
-def relaxed_log_p_y(y_offsets, indexes):
-  """Per-image log-likelihood [B] in nats of relaxed latents `y_offsets` [B, h, w,
-  M] (relative to their means) under noisy normals of continuous scale `indexes`
-  (the relaxed rate's y term; differentiable).
-
-  The value and its gradients are compiled together by XLA: the log-CDFs are a
-  long chain of elementwise ops that XLA fuses into one pass (on a Kodak image's
-  295k latents 4 ms against 31 ms for the unfused ops, gradients included). Its
-  last bits may differ from the unfused ops', so only the relaxed objective uses
-  it, never a quantity a decoder repeats.
-  """
-  log_p, (d_offsets, d_indexes) = _log_p_y_and_gradients(y_offsets, indexes)
-
-  def gradient(upstream):  # images are independent: scale each image's gradient
-    per_image = upstream[:, None, None, None]
-    return per_image * d_offsets, per_image * d_indexes
-  return log_p, gradient
 
 
 @dataclasses.dataclass
@@ -188,7 +157,7 @@ class IterativeInference:
     y_offsets = self._relax(centered, tau, seed[1])
     y_tilde = y_offsets if loc is None else y_offsets + loc
     log_p_z = model.hyperprior.log_prob(z_tilde)
-    bits = -(relaxed_log_p_y(y_offsets, indexes) +
+    bits = -(fused_likelihood.relaxed_log_p_y(y_offsets, indexes) +
              tf.reduce_sum(log_p_z, axis=[1, 2, 3])) / np.log(2.)
     return bits, y_tilde
 
