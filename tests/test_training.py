@@ -254,3 +254,33 @@ def test_bfloat16_training_lowers_the_loss_and_leaves_float32_layers(tmp_path):
   assert all(type(l.kernel_parameter).__name__ == "RDFTParameter"
              for l in model.synthesis_transform.layers if hasattr(l, "kernel"))
   assert all(v.dtype == tf.float32 for v in model.weights)
+
+
+def test_training_rate_is_tfc_entropy_models_rate_with_its_gradients():
+  """`fused_likelihood.training_rate` (what `relaxed_rd(training=True)` charges
+  for y) equals tfc's indexed noisy-normal rate of the same noisy y, gradients
+  included, also for scale indexes outside the table (tfc's bounds)."""
+  import tensorflow_compression as tfc  # pylint: disable=import-outside-toplevel
+  from tfc_inference.models import fused_likelihood  # pylint: disable=import-outside-toplevel
+  from tfc_inference.models import scale_table  # pylint: disable=import-outside-toplevel
+  shape = [2, 4, 6, 5]
+  y = tf.random.stateless_normal(shape, [1, 2], stddev=4.)
+  loc = tf.random.stateless_normal(shape, [3, 4])
+  # Some indexes below 0 and above the table's last level.
+  indexes = tf.random.stateless_uniform(shape, [5, 6], -4., 70.)
+  for means in (loc, None):
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch([y, indexes])
+      y_tilde, bits = fused_likelihood.training_rate(y, indexes, means)
+      noise = tf.stop_gradient(y_tilde - y)
+      bounded = tfc.upper_bound(tfc.lower_bound(indexes, 0.),
+                                scale_table.SCALES_LEVELS - 1.)
+      prior = tfc.NoisyNormal(loc=0. if means is None else means,
+                              scale=scale_table.scale_fn(bounded))
+      expected = -tf.reduce_sum(prior.log_prob(y + noise), axis=[1, 2, 3]) / np.log(2.)
+    assert float(tf.reduce_max(tf.abs(noise))) <= 0.5
+    np.testing.assert_allclose(bits.numpy(), expected.numpy(), rtol=1e-5)
+    for wrt in (y, indexes):
+      np.testing.assert_allclose(tape.gradient(bits, wrt).numpy(),
+                                 tape.gradient(expected, wrt).numpy(),
+                                 rtol=1e-3, atol=1e-4)

@@ -30,6 +30,7 @@ from tfc_inference.coding import codec
 from tfc_inference.coding import file_format
 from tfc_inference.inference import bbvi
 from tfc_inference.models import hyperprior
+from tfc_inference.models import scale_table
 from tfc_inference.util import image_io
 
 METHODS = ("mbt2018_bb", "bb_plain", "bb_no_sga", "bb_sga")
@@ -173,7 +174,7 @@ class BitsBackCoder:
   def y_parameters(self, z_index, y_shape):
     z_hat = tf.constant(z_index * self.delta, tf.float32)
     loc, indexes = self.model.coding_conditional(z_hat, y_shape)
-    scale = hyperprior.scale_fn(hyperprior.coding_indexes(indexes))
+    scale = scale_table.scale_fn(scale_table.coding_indexes(indexes))
     return loc.numpy().astype(np.float64), scale.numpy().astype(np.float64)
 
   def _q_model(self):

@@ -22,11 +22,12 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 import tensorflow_probability as tfp
 
-from tfc_inference.inference import fused_likelihood
 from tfc_inference.inference import rounding
 from tfc_inference.models import frozen
+from tfc_inference.models import fused_likelihood
 from tfc_inference.models import hyperprior
 from tfc_inference.models import noisy_normal
+from tfc_inference.models import scale_table
 from tfc_inference.models import tiling
 from tfc_inference.util import progress
 
@@ -84,7 +85,7 @@ def _log_p_y(y, loc, indexes, likelihood):
   """Elementwise log p(y | z) in nats, evaluated as `likelihood` says."""
   if likelihood == LIKELIHOOD_FUSED:
     return fused_likelihood.log_p_y(y - loc, indexes)
-  scale = hyperprior.scale_fn(tf.clip_by_value(indexes, 0., hyperprior.SCALES_LEVELS - 1.))
+  scale = scale_table.clipped_scale(indexes)
   if likelihood == LIKELIHOOD_TWO_LOG_CDFS:
     return noisy_normal.log_prob(y, loc, scale)
   if likelihood == LIKELIHOOD_FOUR_LOG_CDFS:
@@ -239,12 +240,15 @@ class BitsBackInference:
     optimizer = tf.keras.optimizers.Adam(config.lr)
     valid = None if valid_shape is None else tuple(int(s) for s in valid_shape)
     fixed_eps = tf.random.stateless_normal(tf.shape(mean0), [config.seed, -1])
+    # What the relaxed distortion reads of x, computed once for all iterations.
+    reference = (x if model.tile else
+                 frozen.prepare_reference(self._synthesis, x))
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.float32),
                                   tf.TensorSpec([], tf.int32)])
     def step(tau, t):
       losses, grads = self.relaxed_loss_and_gradients(
-          x, y_var, mean, log_var, tau, t, valid)
+          reference, y_var, mean, log_var, tau, t, valid)
       optimizer.apply_gradients(zip(grads, variables))
       return losses
 

@@ -17,9 +17,9 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from tfc_inference.inference import fused_likelihood
 from tfc_inference.inference import rounding
 from tfc_inference.models import frozen
+from tfc_inference.models import fused_likelihood
 from tfc_inference.models import hyperprior
 from tfc_inference.models import tiling
 from tfc_inference.util import metrics
@@ -162,7 +162,8 @@ class IterativeInference:
     return bits, y_tilde
 
   def relaxed_loss(self, x, y, z, tau, seed, valid_shape):
-    """Relaxed per-image loss [B] (the objective the gradient steps follow)."""
+    """Relaxed per-image loss [B] (the objective the gradient steps follow).
+    `x`: the images, or a `frozen.PreparedReference` of them."""
     bits, y_tilde = self.relaxed_rate(y, z, tau, seed)
     mse, num_pixels = self.model.synthesis_mse(x, y_tilde, valid_shape,
                                                self._synthesis)
@@ -219,12 +220,15 @@ class IterativeInference:
     z_var = tf.Variable(z0, name="z")
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)
     valid = None if valid_shape is None else tuple(int(s) for s in valid_shape)
+    # What the relaxed distortion reads of x, computed once for all iterations.
+    reference = (x if self.model.tile else
+                 frozen.prepare_reference(self._synthesis, x))
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.float32),
                                   tf.TensorSpec([2, 2], tf.int32)])
     def step(tau, seed):
       losses, gradients = self.relaxed_loss_and_gradients(
-          x, y_var, z_var, tau, seed, valid)
+          reference, y_var, z_var, tau, seed, valid)
       optimizer.apply_gradients(zip(gradients, [y_var, z_var]))
       return losses
 

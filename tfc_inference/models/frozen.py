@@ -20,7 +20,9 @@ decode exactly whatever dtype the optimization ran in.
 """
 
 import contextlib
+import dataclasses
 import functools
+from typing import Optional
 import warnings
 
 import numpy as np
@@ -273,17 +275,60 @@ class ResidualConv:
     self.kernel = tf.cast(_transposed_kernel_for_same(kernel, strides), self.dtype)
     self.bias = tf.convert_to_tensor(layer.bias)
 
-  def __call__(self, inputs, reference):
-    """inputs: [B, h, w, N] (any float dtype); reference: float32 [B, s h, s w,
-    C]. Returns float32 [B, s h, s w, C]: the layer's output minus `reference`."""
+  def reference_parts(self, reference):
+    """The extra input channels of `reference` (float32 [B, s h, s w, C]): its
+    high and low `dtype` parts [B, h, w, s s C], laid out per output phase."""
     target = tf.nn.space_to_depth(tf.stop_gradient(reference) - self.bias,
                                   self.stride)
-    high, low = _hi_lo(target, self.dtype)
+    return _hi_lo(target, self.dtype)
+
+  def __call__(self, inputs, reference, parts=None):
+    """inputs: [B, h, w, N] (any float dtype); reference: float32 [B, s h, s w,
+    C]; `parts`: its `reference_parts`, if computed already. Returns float32 [B,
+    s h, s w, C]: the layer's output minus `reference`."""
+    high, low = self.reference_parts(reference) if parts is None else parts
     stacked = tf.concat([tf.cast(inputs, self.dtype), high, low], axis=-1)
     shape = tf.shape(reference)
     error = tf.nn.conv2d_transpose(stacked, self.kernel, shape, strides=self.stride,
                                    padding="SAME")
     return tf.cast(error, tf.float32)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PreparedReference:
+  """An image against which `FrozenTransform.residual` is taken many times (the
+  iterations of an inference run), with what its `ResidualConv` reads of the
+  image computed once: per iteration that saves about a quarter of the RGB
+  output convolution's time (kodim01, bfloat16: 27 against 20 ms, forward and
+  gradient). Make one with `prepare_reference`; `residual`, `reconstruction_error`
+  and `hyperprior.synthesis_mse` take it where they take the image.
+
+  Attributes:
+    image: float32 [B, H, W, C], the reference itself.
+    parts: the `ResidualConv.reference_parts` of `image` (scaled as the
+      transform's residual path needs), or None where there is no such path.
+  """
+  image: tf.Tensor
+  parts: Optional[tuple] = None
+
+  @property
+  def shape(self):
+    return self.image.shape
+
+
+def image_of(reference):
+  """The image of a `PreparedReference`, or `reference` itself."""
+  return reference.image if isinstance(reference, PreparedReference) else reference
+
+
+def prepare_reference(synthesis, reference):
+  """`reference` (float32 [B, H, W, C]) as a `PreparedReference` for the
+  residuals of `synthesis` (with parts where it is a `FrozenTransform` with a
+  bfloat16 residual path)."""
+  reference = tf.convert_to_tensor(image_of(reference), tf.float32)
+  if not isinstance(synthesis, FrozenTransform):
+    return PreparedReference(reference)
+  return synthesis.prepare_reference(reference)
 
 
 class FrozenTransform:
@@ -364,10 +409,20 @@ class FrozenTransform:
       outputs = step(tf.cast(outputs, getattr(step, "dtype", outputs.dtype)))
     return tf.cast(outputs, tf.float32)
 
+  def prepare_reference(self, reference):
+    """`reference` [B, H, W, C] as a `PreparedReference` for `residual`."""
+    reference = tf.convert_to_tensor(reference, tf.float32)
+    residual_conv, scale = self._residual or self._residual_path()
+    if residual_conv is None:
+      return PreparedReference(reference)
+    return PreparedReference(reference,
+                             residual_conv.reference_parts(reference / scale))
+
   def residual(self, inputs, reference):
     """`self(inputs) - reference` in float32 (differentiable w.r.t. `inputs`):
     the reconstruction error of a synthesis against the image `reference` [B, H,
-    W, C], which must be the transform's output size.
+    W, C] (or a `PreparedReference` of it), which must be the transform's output
+    size.
 
     In bfloat16 the last convolution to RGB, which `__call__` runs in float32
     (its 0-255 outputs would round to steps of 1), runs in bfloat16 too
@@ -375,7 +430,8 @@ class FrozenTransform:
     keeps to 3 significant digits. The error then costs a fraction of the float32
     convolution (34 against 8 ms for a Kodak image's forward pass and gradient).
     """
-    reference = tf.convert_to_tensor(reference, tf.float32)
+    parts = getattr(reference, "parts", None)
+    reference = tf.convert_to_tensor(image_of(reference), tf.float32)
     residual_conv, scale = self._residual or self._residual_path()
     if residual_conv is None:
       return self(inputs) - reference
@@ -383,17 +439,17 @@ class FrozenTransform:
     outputs = tf.convert_to_tensor(inputs, tf.float32)
     for step in self._steps[:self._steps.index(last)]:
       outputs = step(tf.cast(outputs, getattr(step, "dtype", outputs.dtype)))
-    return scale * residual_conv(outputs, reference / scale)
+    return scale * residual_conv(outputs, reference / scale, parts)
 
 
 def reconstruction_error(synthesis, y, x):
   """`synthesis(y) - x` in float32 [B, H, W, C], differentiable w.r.t. `y`;
-  `x` must be the synthesis' output size. A `FrozenTransform` computes it with
-  its `residual` (in bfloat16, the error itself comes out of its last
-  convolution); any other transform as written."""
+  `x` must be the synthesis' output size (or a `PreparedReference` of it). A
+  `FrozenTransform` computes it with its `residual` (in bfloat16, the error
+  itself comes out of its last convolution); any other transform as written."""
   if isinstance(synthesis, FrozenTransform):
     return synthesis.residual(y, x)
-  return synthesis(y) - x
+  return synthesis(y) - image_of(x)
 
 
 @contextlib.contextmanager

@@ -24,37 +24,18 @@ import tensorflow_probability as tfp
 
 from tfc_inference.models import factorized
 from tfc_inference.models import frozen
+from tfc_inference.models import fused_likelihood
+from tfc_inference.models import scale_table
 from tfc_inference.models import tiling
 from tfc_inference.models import transforms
 from tfc_inference.models import weights
 
 tfd = tfp.distributions
 
-# Scale table of the indexed entropy model for y (as in tfc's bmshj2018).
-SCALES_MIN = 0.11
-SCALES_MAX = 256.
-SCALES_LEVELS = 64
 # The bits-back model codes z on a grid of width 2**-Z_GRID_BITS (1/32), spanning
 # all but Z_TAIL_MASS of the prior in each tail.
 Z_GRID_BITS = 5
 Z_TAIL_MASS = 1e-7
-_LOG_SCALES_MIN = float(np.log(SCALES_MIN))
-_LOG_SCALES_STEP = float(
-    (np.log(SCALES_MAX) - np.log(SCALES_MIN)) / (SCALES_LEVELS - 1))
-
-
-def scale_fn(index):
-  """Maps a (continuous) scale index to the Gaussian scale it stands for."""
-  return tf.math.exp(_LOG_SCALES_MIN + _LOG_SCALES_STEP * index)
-
-
-def coding_indexes(indexes):
-  """The integer scale indexes the range coder actually uses for float `indexes`.
-
-  tfc's indexed entropy model clips indexes to [0, SCALES_LEVELS - 1] and truncates
-  them to int32 when coding; rates measured with these indexes equal coded rates.
-  """
-  return tf.floor(tf.clip_by_value(indexes, 0., SCALES_LEVELS - 1.))
 
 
 def masked_mse(x, x_hat, valid_shape=None):
@@ -98,8 +79,8 @@ class HyperpriorModel(weights.NamedWeightsMixin, tiling.TiledTransformsMixin,
         num_filters, self.num_latents)
     self.synthesis_transform = transforms.SynthesisTransform(num_filters)
     self.y_entropy_model = tfc.LocationScaleIndexedEntropyModel(
-        tfc.NoisyNormal, SCALES_LEVELS, scale_fn, coding_rank=3,
-        compression=False)
+        tfc.NoisyNormal, scale_table.SCALES_LEVELS, scale_table.scale_fn,
+        coding_rank=3, compression=False)
     self._z_offset = None
     self._coders = None
 
@@ -137,6 +118,15 @@ class HyperpriorModel(weights.NamedWeightsMixin, tiling.TiledTransformsMixin,
   def relaxed_rd(self, x, training=True):
     """Noisy-relaxation R-D terms used for training. Returns dict of scalars."""
     raise NotImplementedError
+
+  def relaxed_y(self, y, indexes, loc=None, training=True):
+    """(y relaxed, its bits per image [B]) under p(y | z) of scale `indexes` and
+    means `loc`: in training y plus uniform noise, its rate compiled by XLA
+    (`fused_likelihood.training_rate`, the rate tfc's entropy model computes);
+    else y rounded by the entropy model, as tfc does."""
+    if training:
+      return fused_likelihood.training_rate(y, indexes, loc)
+    return self.y_entropy_model(y, indexes, loc=loc, training=False)
 
   def call(self, x, training=False):
     return self.relaxed_rd(x, training=training)
@@ -187,17 +177,19 @@ class HyperpriorModel(weights.NamedWeightsMixin, tiling.TiledTransformsMixin,
     runs tile by tile, but a gradient through it would keep every tile's
     activations: take gradients with `synthesis_mse_and_gradient`.
     `synthesis`: a stand-in for the synthesis transform (e.g. its
-    `frozen.FrozenTransform` in bfloat16, whose `residual` computes the error)."""
+    `frozen.FrozenTransform` in bfloat16, whose `residual` computes the error).
+    `x` may be a `frozen.PreparedReference` of the image."""
     if not self.tile:
       return masked_mean_square(frozen.reconstruction_error(
           synthesis or self.synthesis_transform, y, x), valid_shape)
-    return masked_mse(x, self.run_synthesis(y, synthesis), valid_shape)
+    return masked_mse(frozen.image_of(x), self.run_synthesis(y, synthesis),
+                      valid_shape)
 
   def synthesis_mse_and_gradient(self, x, y, valid_shape=None, synthesis=None):
     """(MSE [B], d MSE / d y) of the unclipped synthesis, tile by tile
     (`tiling.mse_and_gradient`; one tile outside `tiled`)."""
-    return tiling.mse_and_gradient(synthesis or self.synthesis_transform, x, y,
-                                   self.tile, valid_shape)
+    return tiling.mse_and_gradient(synthesis or self.synthesis_transform,
+                                   frozen.image_of(x), y, self.tile, valid_shape)
 
 
 class RangeCodedHyperprior(HyperpriorModel):
@@ -221,7 +213,7 @@ class RangeCodedHyperprior(HyperpriorModel):
     z = self.hyper_analysis_transform(self.hyper_analysis_input(y))
     z_tilde, bits_z = self.z_train_model(z, training=training)
     loc, indexes = self._split_conditional(self.hyper_synthesis_transform(z_tilde))
-    y_tilde, bits_y = self.y_entropy_model(y, indexes, loc=loc, training=training)
+    y_tilde, bits_y = self.relaxed_y(y, indexes, loc, training)
     x_tilde = self.synthesis_transform(y_tilde)
     return self._finish_rd(x, x_tilde, bits_y + bits_z)
 
@@ -267,7 +259,7 @@ class RangeCodedHyperprior(HyperpriorModel):
         z_hat, y_shape,
         hyper_synthesis or frozen.snapshot(self.hyper_synthesis_transform))
     _, bits_y = self.y_entropy_model(
-        y_hat, coding_indexes(indexes), loc=loc, training=False)
+        y_hat, scale_table.coding_indexes(indexes), loc=loc, training=False)
     return bits_y + bits_z
 
   def true_rd(self, x, y_hat, z_hat, valid_shape=None, transforms=None):
@@ -293,8 +285,8 @@ class RangeCodedHyperprior(HyperpriorModel):
     z_coder = tfc.ContinuousBatchedEntropyModel(
         self.hyperprior, coding_rank=3, compression=True, stateless=True)
     y_coder = tfc.LocationScaleIndexedEntropyModel(
-        tfc.NoisyNormal, SCALES_LEVELS, scale_fn, coding_rank=3,
-        compression=True, stateless=True)
+        tfc.NoisyNormal, scale_table.SCALES_LEVELS, scale_table.scale_fn,
+        coding_rank=3, compression=True, stateless=True)
     offset = z_coder.quantization_offset
     offset = (np.zeros([self.num_filters], np.float32) if offset is None
               else np.broadcast_to(offset.numpy(), [self.num_filters]))
@@ -316,8 +308,8 @@ class RangeCodedHyperprior(HyperpriorModel):
     # for 64 Gaussian scales depend on no weight, but we still install the saved
     # ones so encoder and decoder provably share them.
     y_coder = tfc.LocationScaleIndexedEntropyModel(
-        tfc.NoisyNormal, SCALES_LEVELS, scale_fn, coding_rank=3,
-        compression=False)
+        tfc.NoisyNormal, scale_table.SCALES_LEVELS, scale_table.scale_fn,
+        coding_rank=3, compression=False)
     y_coder._compression = True  # pylint: disable=protected-access
     y_coder._stateless = True  # pylint: disable=protected-access
     y_coder._init_compression(  # pylint: disable=protected-access
@@ -334,7 +326,8 @@ class RangeCodedHyperprior(HyperpriorModel):
     z_coder, y_coder = self._require_coders()
     loc, indexes = self.coding_conditional(z_hat, tf.shape(y_hat)[1:3])
     z_strings = z_coder.compress(z_hat)
-    y_strings = y_coder.compress(y_hat, coding_indexes(indexes), loc=loc)
+    y_strings = y_coder.compress(y_hat, scale_table.coding_indexes(indexes),
+                                 loc=loc)
     return z_strings, y_strings
 
   def decompress_latents(self, z_strings, y_strings, y_shape, z_shape):
@@ -342,7 +335,8 @@ class RangeCodedHyperprior(HyperpriorModel):
     z_coder, y_coder = self._require_coders()
     z_hat = z_coder.decompress(z_strings, z_shape)
     loc, indexes = self.coding_conditional(z_hat, y_shape)
-    y_hat = y_coder.decompress(y_strings, coding_indexes(indexes), loc=loc)
+    y_hat = y_coder.decompress(y_strings, scale_table.coding_indexes(indexes),
+                               loc=loc)
     return y_hat, z_hat
 
 
@@ -454,7 +448,7 @@ class BitsBackHyperprior(HyperpriorModel):
     z = mean + tf.exp(0.5 * log_var) * tf.random.normal(tf.shape(mean))
     bits_z = self.z_net_bits(z, mean, log_var)
     loc, indexes = self.y_conditional(z, tf.shape(y)[1:3])
-    y_tilde, bits_y = self.y_entropy_model(y, indexes, loc=loc, training=training)
+    y_tilde, bits_y = self.relaxed_y(y, indexes, loc, training)
     x_tilde = self.synthesis_transform(y_tilde)
     return self._finish_rd(x, x_tilde, bits_y + bits_z)
 

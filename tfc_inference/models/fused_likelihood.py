@@ -6,6 +6,7 @@ into one pass (4 against 31 ms). Iterative inference evaluates it thousands of
 times per image, and so does reproducible BBVI, at encode and again at decode.
 
   relaxed_log_p_y  per-image sums, for relaxed objectives (SGA and relatives).
+  training_rate    training's noisy y and its rate, through relaxed_log_p_y.
   log_p_y          elementwise, for BBVI: XLA compiles the same program in every
                    process of a machine, so the decoder repeats the encoder's
                    numbers bit for bit (tested in a separate process); the sums
@@ -16,18 +17,19 @@ XLA may round the last bits differently from the unfused ops, so bits-back files
 record which form their BBVI used (`bbvi.LIKELIHOODS`).
 """
 
-import tensorflow as tf
+import math
 
-from tfc_inference.models import hyperprior
+import tensorflow as tf
+import tensorflow_compression as tfc
+
 from tfc_inference.models import noisy_normal
+from tfc_inference.models import scale_table
 
 
 def _log_p(offsets, indexes):
   """Elementwise log-likelihood in nats of `offsets` (latents minus means) under
   noisy normals of continuous scale `indexes` (the 64-level table's, clipped)."""
-  scale = hyperprior.scale_fn(
-      tf.clip_by_value(indexes, 0., hyperprior.SCALES_LEVELS - 1.))
-  return noisy_normal.log_prob(offsets, 0., scale)
+  return noisy_normal.log_prob(offsets, 0., scale_table.clipped_scale(indexes))
 
 
 @tf.function(jit_compile=True)
@@ -69,3 +71,21 @@ def log_p_y(y_offsets, indexes):
   def gradient(upstream):
     return upstream * d_offsets, upstream * d_indexes
   return log_p, gradient
+
+
+def training_rate(y, indexes, loc=None):
+  """Training's relaxation of y [B, h, w, M]: `y + u`, u ~ U(-1/2, 1/2), and its
+  bits per image [B] under noisy normals of means `loc` (None: 0) and scale
+  indexes `indexes`.
+
+  The rate tfc's `LocationScaleIndexedEntropyModel` computes in training (indexes
+  bounded to the table with tfc's gradient-keeping bounds, tfc's four log-CDFs
+  replaced by two), compiled by XLA: an N=64 training step at 256x256 x 2 in
+  bfloat16 took 172 against 191-212 ms on one core.
+  """
+  indexes = tfc.upper_bound(tfc.lower_bound(indexes, 0.),
+                            scale_table.SCALES_LEVELS - 1.)
+  centered = y if loc is None else y - loc
+  noisy = centered + tf.random.uniform(tf.shape(y), -.5, .5, dtype=y.dtype)
+  bits = -relaxed_log_p_y(noisy, indexes) / math.log(2.)
+  return (noisy if loc is None else noisy + loc), bits
