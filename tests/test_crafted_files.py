@@ -33,13 +33,15 @@ ACCEPTED = (file_format.FormatError, checkpoints.CheckpointError)
 
 
 def raw_file(method_id, run_name_bytes, shapes, extra, payload, digest=0,
-             version=2):
-  """Container bytes built field by field (any values), with a valid CRC."""
+             version=2, tile=0):
+  """Container bytes of version 1-3 (fixed-width fields) built field by field
+  (any values), with a valid CRC."""
   body = b"".join([
       file_format.MAGIC, struct.pack("<BB", version, method_id), b"\0" * 8,
       struct.pack("<H", len(run_name_bytes)), run_name_bytes,
       struct.pack("<6H", *shapes), struct.pack("<H", len(extra)), extra,
       struct.pack("<I", digest) if version >= 2 else b"",
+      struct.pack("<H", tile) if version >= 3 else b"",
       struct.pack("<I", len(payload)), payload])
   return body + struct.pack("<I", zlib.crc32(body))
 

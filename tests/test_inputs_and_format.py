@@ -2,6 +2,7 @@
 
 import struct
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -131,3 +132,51 @@ def test_header_round_trip():
       extra=struct.pack("<I", 7), digest=123)
   parsed = file_format.CompressedFile.from_bytes(original.to_bytes())
   assert parsed == original
+
+
+def test_compact_header_of_a_kodak_file_and_older_versions():
+  """Version 4 writes lengths and shapes as varints and the words of run names
+  as single bytes; a version-3 file of the same fields reads the same."""
+  from test_crafted_files import raw_file  # pylint: disable=import-outside-toplevel
+  name = "mbt2018-num_filters=64-num_latents=192-lmbda=0.001"
+  y, z = [b"y" * 4000], [b"z" * 60]
+  original = file_format.CompressedFile(
+      "mbt2018", b"12345678", name, (512, 768), (32, 48), (8, 12), y + z,
+      digest=5, tile=16)
+  data = original.to_bytes()
+  assert data[4] == 4
+  assert file_format.CompressedFile.from_bytes(data) == original
+  payload = sum(len(s) for s in original.strings)
+  assert len(data) - payload <= 50  # 104 bytes in version 3
+  old = raw_file(file_format.METHODS["mbt2018"], name.encode(),
+                 (512, 768, 32, 48, 8, 12), b"",
+                 file_format.pack_strings(original.strings), 5, version=3,
+                 tile=16)
+  old_file = file_format.CompressedFile.from_bytes(old)
+  old_file.fingerprint = original.fingerprint
+  assert old_file == original
+  assert len(old) - payload == 104
+
+
+@pytest.mark.parametrize("name", [
+    "mbt2018_bb-num_filters=128-num_latents=320-lmbda=0.0025",
+    "bls2017_vae-num_filters=64-sigma2=0.0003", "run-x", "0.0.0", "lmbda",
+    "a" * 200])
+def test_run_names_round_trip_through_their_words(name):
+  encoded = file_format.encode_run_name(name)
+  assert file_format.decode_run_name(encoded) == name
+  assert len(encoded) <= len(name)
+
+
+def test_damaged_compact_header_fields_are_format_errors():
+  original = file_format.CompressedFile(
+      "sga", b"12345678", "run-x", (65, 131), (8, 12), (2, 3), [b"ab"], digest=1)
+  body = original.to_bytes()[:-4]
+  prefix = 4 + 2 + 8  # magic, version and method, fingerprint
+  for damaged, message in (
+      (body[:prefix] + b"\xff" * 6, "runs over"),  # a never-ending varint
+      (body[:prefix] + b"\x01\xff" + body[prefix + 7:], "unknown word"),
+      (body[:prefix] + b"\x7f" + body[prefix + 1:], "truncated")):
+    data = damaged + struct.pack("<I", zlib.crc32(damaged))
+    with pytest.raises(file_format.FormatError, match=message):
+      file_format.CompressedFile.from_bytes(data)

@@ -1,20 +1,28 @@
 """The compressed-file container shared by every method.
 
-Layout (all integers little-endian):
+Layout of version 4 (fixed-width integers little-endian; `varint`: unsigned
+LEB128, 7 bits a byte, at most 5 bytes):
 
   magic        4 bytes  b"TFCI"
   version      u8       FORMAT_VERSION
   method       u8       id from METHODS
   fingerprint  8 bytes  digest of the model weights (`HyperpriorModel.fingerprint`)
-  run name     u16 length + UTF-8 bytes (the checkpoint run that encoded the file)
-  image shape  u16 height, u16 width (before padding)
-  latent shape u16 y_height, u16 y_width, u16 z_height, u16 z_width
-  extra        u16 length + bytes (method-specific metadata, e.g. bits-back bookkeeping)
-  digest       u32 CRC-32 of the coded integer symbols (`latents_digest`); version 2
-  tile         u16 tile size in latent pixels of the encoder's synthesis (0: whole
-               image; `models.tiling`), which the decoder repeats; version 3
-  payload      u32 length + bytes (a list of byte strings, see `pack_strings`)
+  run name     varint length + the name with the words of RUN_NAME_WORDS as one
+               byte each (the checkpoint run that encoded the file)
+  shapes       6 varints: image height, width (before padding), y height, width,
+               z height, width
+  extra        varint length + bytes (method-specific metadata, e.g. bits-back
+               bookkeeping)
+  digest       u32 CRC-32 of the coded integer symbols (`latents_digest`)
+  tile         varint tile size in latent pixels of the encoder's synthesis (0:
+               whole image; `models.tiling`), which the decoder repeats
+  payload      varint count of byte strings, then varint length + bytes each
   checksum     u32 CRC-32 of everything above
+
+Versions 1-3 wrote the lengths and shapes as fixed u16/u32 fields and the run
+name as it is: a Kodak file carried about 100 bytes of container, which at 0.1 bpp
+is 2% of the file; version 4 carries about 50 (`tests/test_inputs_and_format.py`).
+Version 1 (no digest), 2 (no tile) and 3 files are still read (`_read_fields_v1_to_3`).
 
 The checksum is verified before anything is entropy decoded, because tfc's range
 decoder can loop for a long time on random bytes. A CRC guards against accidents
@@ -23,8 +31,7 @@ before it drives any work: the run name must be a plain name (it is looked up on
 inside the checkpoint folder), shapes must agree with each other and stay below a
 pixel limit (`check_geometry`), method headers are checked by their decoders, and
 the decoded symbols must match `digest`, so a damaged payload fails instead of
-decoding to a wrong image. Version 1 (no digest) and 2 (no tile) files are
-still read, as untiled.
+decoding to a wrong image. Files of version 1 and 2 read as untiled.
 """
 
 import contextlib
@@ -39,8 +46,8 @@ from tfc_inference.models import checkpoints
 from tfc_inference.models import tiling
 
 MAGIC = b"TFCI"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 # Decoding allocates roughly 200 bytes per pixel at 64 filters; 2**25 pixels
 # (e.g. 8192 x 4096) stays within a few GiB. Binaries raise it with --max_pixels.
 DEFAULT_MAX_PIXELS = 2 ** 25
@@ -52,6 +59,13 @@ METHODS = {
     "bb_sga": 9, "bb_no_sga": 10, "bb_plain": 11, "bayesian_ac": 12, "irec": 13,
 }
 METHOD_NAMES = {v: k for k, v in METHODS.items()}
+# Words of run names written as one byte each (0x80 + position) from version 4
+# on. Run names are ASCII, so these bytes stand for nothing else. Never reorder,
+# only append (at most 128).
+RUN_NAME_WORDS = ("mbt2018_bb", "mbt2018", "bmshj2018", "bls2017_vae",
+                  "-num_filters=", "-num_latents=", "-lmbda=", "-sigma2=", "0.0")
+_WORD_BYTE = 0x80
+_VARINT_MAX_BYTES = 5
 # The binary (in examples/) whose `decompress` decodes each method's files.
 DECODER_BINARY = dict(
     {m: "mbt2018.py" for m in ("mbt2018", "bmshj2018", "sga", "map", "ste",
@@ -91,15 +105,15 @@ class CompressedFile:
     if self.digest is None:
       raise ValueError("A file needs the digest of its coded symbols.")
     check_run_name(self.run_name)
-    name = self.run_name.encode("utf-8")
-    payload = pack_strings(self.strings)
+    name = encode_run_name(self.run_name)
     body = b"".join([
         MAGIC, struct.pack("<BB", FORMAT_VERSION, METHODS[self.method]),
-        self.fingerprint, struct.pack("<H", len(name)), name,
-        struct.pack("<6H", *self.image_shape, *self.y_shape, *self.z_shape),
-        struct.pack("<H", len(self.extra)), self.extra,
-        struct.pack("<I", self.digest), struct.pack("<H", self.tile),
-        struct.pack("<I", len(payload)), payload,
+        self.fingerprint, varint(len(name)), name,
+        *map(varint, (*self.image_shape, *self.y_shape, *self.z_shape)),
+        varint(len(self.extra)), self.extra,
+        struct.pack("<I", self.digest), varint(self.tile),
+        varint(len(self.strings)),
+        *(varint(len(s)) + bytes(s) for s in self.strings),
     ])
     return body + struct.pack("<I", zlib.crc32(body))
 
@@ -126,23 +140,87 @@ class CompressedFile:
     if method_id not in METHOD_NAMES:
       raise FormatError(f"unknown method id {method_id}")
     fingerprint = reader.take(8)
-    (name_length,) = reader.unpack("<H")
-    try:
-      run_name = reader.take(name_length).decode("utf-8")
-    except UnicodeDecodeError:
-      raise FormatError("the run name in the header is not UTF-8") from None
+    if version >= 4:
+      fields = _read_fields(reader)
+    else:
+      fields = _read_fields_v1_to_3(reader, version)
+    run_name, shapes, extra, digest, tile, strings = fields
     check_run_name(run_name)
-    shapes = reader.unpack("<6H")
-    (extra_length,) = reader.unpack("<H")
-    extra = reader.take(extra_length)
-    digest = reader.unpack("<I")[0] if version >= 2 else None
-    tile = reader.unpack("<H")[0] if version >= 3 else 0
-    (payload_length,) = reader.unpack("<I")
-    strings = unpack_strings(reader.take(payload_length))
     if reader.position != len(body):
       raise FormatError("trailing bytes after the payload")
     return cls(METHOD_NAMES[method_id], fingerprint, run_name, shapes[0:2],
                shapes[2:4], shapes[4:6], strings, extra, digest, tile)
+
+
+def _read_fields(reader):
+  """(run name, shapes, extra, digest, tile, strings) of a version-4 file."""
+  run_name = decode_run_name(reader.take(reader.varint()))
+  shapes = tuple(reader.varint() for _ in range(6))
+  extra = reader.take(reader.varint())
+  (digest,) = reader.unpack("<I")
+  tile = reader.varint()
+  strings = [reader.take(reader.varint()) for _ in range(reader.varint())]
+  return run_name, shapes, extra, digest, tile, strings
+
+
+def _read_fields_v1_to_3(reader, version):
+  """The same fields of a version 1-3 file (fixed-width fields, plain name)."""
+  (name_length,) = reader.unpack("<H")
+  try:
+    run_name = reader.take(name_length).decode("utf-8")
+  except UnicodeDecodeError:
+    raise FormatError("the run name in the header is not UTF-8") from None
+  shapes = reader.unpack("<6H")
+  (extra_length,) = reader.unpack("<H")
+  extra = reader.take(extra_length)
+  digest = reader.unpack("<I")[0] if version >= 2 else None
+  tile = reader.unpack("<H")[0] if version >= 3 else 0
+  (payload_length,) = reader.unpack("<I")
+  strings = unpack_strings(reader.take(payload_length))
+  return run_name, shapes, extra, digest, tile, strings
+
+
+def varint(value):
+  """`value` (0 <= value < 2**35) as an unsigned LEB128 varint."""
+  value = int(value)
+  if not 0 <= value < 1 << (7 * _VARINT_MAX_BYTES):
+    raise ValueError(f"{value} does not fit a header varint")
+  out = bytearray()
+  while True:
+    out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+    value >>= 7
+    if not value:
+      return bytes(out)
+
+
+def encode_run_name(name):
+  """A plain run name's header bytes: each word of RUN_NAME_WORDS (longest
+  first) as one byte, everything else as ASCII."""
+  out, position = bytearray(), 0
+  words = sorted(enumerate(RUN_NAME_WORDS), key=lambda w: -len(w[1]))
+  while position < len(name):
+    for index, word in words:
+      if name.startswith(word, position):
+        out.append(_WORD_BYTE + index)
+        position += len(word)
+        break
+    else:
+      out += name[position].encode("ascii")
+      position += 1
+  return bytes(out)
+
+
+def decode_run_name(data):
+  """The run name of header bytes written by `encode_run_name`."""
+  parts = []
+  for byte in data:
+    if byte < _WORD_BYTE:
+      parts.append(chr(byte))
+    elif byte - _WORD_BYTE < len(RUN_NAME_WORDS):
+      parts.append(RUN_NAME_WORDS[byte - _WORD_BYTE])
+    else:
+      raise FormatError(f"the run name in the header has an unknown word {byte}")
+  return "".join(parts)
 
 
 def check_run_name(name):
@@ -214,6 +292,15 @@ class _Reader:
 
   def unpack(self, fmt):
     return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
+
+  def varint(self):
+    value = 0
+    for shift in range(0, 7 * _VARINT_MAX_BYTES, 7):
+      (byte,) = self.take(1)
+      value |= (byte & 0x7F) << shift
+      if not byte & 0x80:
+        return value
+    raise FormatError(f"a header number runs over {_VARINT_MAX_BYTES} bytes")
 
 
 def pack_strings(strings):
