@@ -32,7 +32,8 @@ from tfc_inference.models import checkpoints  # pylint: disable=g-import-not-at-
 from tfc_inference.util import image_io  # pylint: disable=g-import-not-at-top
 from tfc_inference.util import metrics  # pylint: disable=g-import-not-at-top
 
-flags.DEFINE_string("bb_run", "mbt2018_bb-num_filters=64-lmbda=0.01", "Bits-back run.")
+flags.DEFINE_string("bb_run", "mbt2018_bb-num_filters=64-num_latents=192-lmbda=0.01",
+                    "Bits-back run.")
 flags.DEFINE_string("base_run", shipped_runs.BASE_RUN,
                     "Base mean-scale run for comparison.")
 flags.DEFINE_string("checkpoint_dir", None, "Run folder (default: shipped).")
