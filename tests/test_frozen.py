@@ -131,7 +131,10 @@ def test_prepared_reference_gives_the_same_residual(checkpoint_dir):
     # constants in one): a few bfloat16 outputs round one step apart.
     traced = tf.function(frozen.reconstruction_error)
     a, b = traced(fast, y, prepared).numpy(), traced(fast, y, x).numpy()
-    step = 2.**-7 * np.maximum(np.abs(a), np.abs(b))
+    # Two steps of bfloat16 at the error's or the image's magnitude (the image
+    # enters the bfloat16 convolution as high and low parts).
+    step = 2.**-6 * np.maximum(np.maximum(np.abs(a), np.abs(b)),
+                               float(tf.reduce_max(tf.abs(x))))
     assert np.all(np.abs(a - b) <= step)
     assert np.mean(a != b) < 1e-3
   # Any other transform reads the image from it.
