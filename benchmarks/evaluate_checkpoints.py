@@ -1,7 +1,9 @@
 """Measures every shipped run on Kodak (amortized compression, real files) and
 records the numbers in each run's config.json and in checkpoints/README.md.
 The files are made by the evaluation runner (as `examples/evaluate.py run`), so the
-same pass also writes results/kodak/{mbt2018,bmshj2018,mbt2018_bb}.csv.
+same pass also writes results/kodak/{mbt2018,bmshj2018,mbt2018_bb}.csv from the
+runs on the curves (`checkpoints.curve_runs`: the widest run of each family and
+lambda; a narrower run beside it is measured into its config.json only).
 
   python benchmarks/evaluate_checkpoints.py --kodak '../shared/data/kodak/*.png'
 
@@ -22,6 +24,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -60,16 +63,20 @@ def evaluate_run(run, root):
   """
   config = checkpoints.read_config(os.path.join(root, run))
   method = config["model"]  # the amortized method of each family is named after it
-  run_results = os.path.join(FLAGS.results_dir, method, run)
-  shutil.rmtree(run_results, ignore_errors=True)
-  runner.run_method(method, FLAGS.results_dir, FLAGS.kodak, run,
-                    options_lib.Options(checkpoint_dir=FLAGS.checkpoint_dir))
-  rows = []
-  for path in sorted(glob.glob(os.path.join(run_results, "*.json"))):
-    with open(path) as f:
-      rows.append(json.load(f))
+  shutil.rmtree(os.path.join(FLAGS.results_dir, method, run), ignore_errors=True)
+  with tempfile.TemporaryDirectory() as scratch:
+    # A run off the curves (a narrower one beside the curve's run of its lambda)
+    # is measured, but its per-image results stay out of the family's CSV.
+    results_dir = (FLAGS.results_dir if run in checkpoints.curve_runs(root)
+                   else scratch)
+    runner.run_method(method, results_dir, FLAGS.kodak, run,
+                      options_lib.Options(checkpoint_dir=FLAGS.checkpoint_dir))
+    rows = []
+    for path in sorted(glob.glob(os.path.join(results_dir, method, run, "*.json"))):
+      with open(path) as f:
+        rows.append(json.load(f))
   means = {k: float(np.mean([r[k] for r in rows]))
-           for k in ("file_bpp", "psnr", "ms_ssim", "mse")}
+           for k in ("file_bpp", "est_bpp", "psnr", "ms_ssim", "mse")}
   means["bpp"] = means.pop("file_bpp")
   if method == "mbt2018_bb":  # the runner's bpp of bits-back methods is the net rate
     means["net_bpp"] = float(np.mean([r["bpp"] for r in rows]))
@@ -83,14 +90,16 @@ def readme_table(root):
   lines = ["| run | model | lambda | steps | patch x batch | Kodak bpp | net bpp "
            "| PSNR (dB) | MS-SSIM |", "| --- | --- | --- | --- | --- | --- | --- "
            "| --- | --- |"]
+  on_curves = checkpoints.curve_runs(root)
   for run in checkpoints.list_runs(root):
     if run.split("-")[0] not in hyperprior.MODEL_CLASSES:
       continue
     c = checkpoints.read_config(os.path.join(root, run))
     k = c.get("kodak", {})
     fmt = lambda key, f: (f.format(k[key]) if key in k else "-")  # noqa: E731
+    note = "" if run in on_curves else " (smaller model, off the curve)"
     lines.append(
-        f"| `{run}` | {c['model_class']} | {c['lmbda']:g} | {c.get('steps', '-')} | "
+        f"| `{run}`{note} | {c['model_class']} | {c['lmbda']:g} | {c.get('steps', '-')} | "
         f"{c.get('patchsize', '-')} x {c.get('batchsize', '-')} | "
         f"{fmt('bpp', '{:.4f}')} | {fmt('net_bpp', '{:.4f}')} | "
         f"{fmt('psnr', '{:.2f}')} | {fmt('ms_ssim', '{:.4f}')} |")
@@ -101,11 +110,10 @@ BEGIN, END = "<!-- RESULTS:BEGIN -->", "<!-- RESULTS:END -->"
 
 
 def measured_curves(root):
-  """{family: [(lmbda, kodak dict)] sorted by lambda} from the runs' config.json."""
+  """{family: [(lmbda, kodak dict)] sorted by lambda} from the config.json of the
+  runs on the curves (`checkpoints.curve_runs`)."""
   curves = {}
-  for run in checkpoints.list_runs(root):
-    if run.split("-")[0] not in hyperprior.MODEL_CLASSES:
-      continue
+  for run in checkpoints.curve_runs(root):
     config = checkpoints.read_config(os.path.join(root, run))
     if "kodak" in config:
       curves.setdefault(config["model"], []).append((config["lmbda"],

@@ -27,14 +27,10 @@ METHODS=${METHODS:-mbt2018 bb_plain sga bb_sga unoise map danneal ste bb_no_sga}
 NUM_SHARDS=${NUM_SHARDS:-2}
 
 runs_of() {  # family -> comma-separated run names at $LAMBDAS
-  # The shipped run of each lambda, whichever width of y it has (the wide one, named
-  # ...-num_latents=192-..., where both are present).
-  local runs="" lmbda run
-  for lmbda in $LAMBDAS; do
-    run=$(cd checkpoints && ls -d "$1-num_filters=64-"*"lmbda=$lmbda" | tail -n 1)
-    runs+="${run:?no $1 run at lambda $lmbda in checkpoints/},"
-  done
-  echo "${runs%,}"
+  # The run on the family's curve at each lambda (checkpoints.run_at: the widest).
+  TF_CPP_MIN_LOG_LEVEL=3 "$PYTHON" -c 'import sys
+from tfc_inference.models import checkpoints
+print(",".join(checkpoints.run_at(sys.argv[1], l) for l in sys.argv[2:]))' "$1" $LAMBDAS
 }
 
 shard() {  # index

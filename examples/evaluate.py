@@ -65,8 +65,9 @@ flags.DEFINE_string(
     "'mbt2018-num_filters=64-*', or several globs separated by commas (e.g. "
     "'*-lmbda=0.005,*-lmbda=0.01'); only runs of the method's model families are "
     "used. Default: the method's family ('mbt2018-*' for mbt2018 and the "
-    "iterative methods, 'mbt2018_bb-*' for bits-back, 'bmshj2018-*'). Ignored "
-    "by jpeg.")
+    "iterative methods, 'mbt2018_bb-*' for bits-back, 'bmshj2018-*'), one run "
+    "per lambda: the widest (a narrower run beside it, such as the 64-filter "
+    "lambda=0.01 default of the demo, only when named). Ignored by jpeg.")
 flags.DEFINE_string("images", "../shared/data/kodak/*.png",
                     "run: image file or glob; results are stored by file stem.")
 flags.DEFINE_string(

@@ -218,6 +218,30 @@ def test_runs_pattern_accepts_several_globs(checkpoint_dir, run_names):
     options_lib.Options(schedule_scale=-1.).validate()
 
 
+def test_default_runs_are_the_curve_runs(tmp_path):
+  """Two runs of one family at one lambda: the wider is that lambda's point of
+  the curve, the narrower is used only when named."""
+  from tfc_inference.models import checkpoints  # pylint: disable=import-outside-toplevel
+  widths = {"mbt2018-num_filters=64-num_latents=192-lmbda=0.01": ("mbt2018", 64, 192),
+            "mbt2018-num_filters=128-num_latents=192-lmbda=0.01": ("mbt2018", 128, 192),
+            "mbt2018-num_filters=64-lmbda=0.005": ("mbt2018", 64, None),
+            "bmshj2018-num_filters=64-lmbda=0.01": ("bmshj2018", 64, None)}
+  for name, (family, filters, latents) in widths.items():
+    (tmp_path / name).mkdir()
+    checkpoints.write_config(str(tmp_path / name), dict(
+        model=family, num_filters=filters, num_latents=latents,
+        lmbda=float(name.split("=")[-1])))
+    (tmp_path / name / checkpoints.WEIGHTS_FILE).touch()
+  wide, narrow = sorted(n for n in widths if "0.01" in n and n.startswith("mbt2018-"))
+  assert checkpoints.curve_runs(str(tmp_path)) == sorted(
+      set(widths) - {narrow})
+  assert checkpoints.run_at("mbt2018", 0.01, str(tmp_path)) == wide
+  options = options_lib.Options(checkpoint_dir=str(tmp_path))
+  assert runner.find_runs(registry.get_method("mbt2018"), None, options) == sorted(
+      ["mbt2018-num_filters=64-lmbda=0.005", wide])
+  assert runner.find_runs(registry.get_method("mbt2018"), narrow, options) == [narrow]
+
+
 def test_user_errors(images, tmp_path, checkpoint_dir):
   options = options_lib.Options(checkpoint_dir=checkpoint_dir)
   with pytest.raises(options_lib.UserError, match="unknown method"):

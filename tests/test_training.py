@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tfc_inference import training
 from tfc_inference.models import hyperprior
+from tfc_inference.models import vae
 from tfc_inference.models import widening
 from tfc_inference.util import image_io
 from tfc_inference.util import synthetic
@@ -284,3 +285,25 @@ def test_training_rate_is_tfc_entropy_models_rate_with_its_gradients():
       np.testing.assert_allclose(tape.gradient(bits, wrt).numpy(),
                                  tape.gradient(expected, wrt).numpy(),
                                  rtol=1e-3, atol=1e-4)
+
+
+def test_a_wider_vae_keeps_what_the_narrow_one_computes():
+  narrow = vae.BLS2017VAE(num_filters=8)
+  narrow.build_all()
+  wide = vae.BLS2017VAE(num_filters=12)
+  wide.build_all()
+  wide.set_weight_arrays(widening.widen(wide, narrow.weight_arrays()))
+  x = tf.constant(synthetic.image_batch(1, 64, 64, seed=1), tf.float32)
+  mu, sigma = narrow.posterior(x)
+  mu_wide, sigma_wide = wide.posterior(x)
+  assert mu_wide.shape[-1] == 12
+  # Only the summation order of the convolutions may differ.
+  close = dict(rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(mu_wide[..., :8], mu, **close)
+  np.testing.assert_allclose(sigma_wide[..., :8], sigma, **close)
+  # The new latents are read with zero weight, whatever they hold.
+  y_any = tf.concat([mu, 5. * tf.ones_like(mu_wide[..., 8:])], axis=-1)
+  np.testing.assert_allclose(wide.synthesis_transform(y_any),
+                             narrow.synthesis_transform(mu), **close)
+  with pytest.raises(ValueError, match="--num_filters is at most 8"):
+    widening.widen(narrow, wide.weight_arrays())

@@ -87,7 +87,7 @@ def train_run(name, make_model, fields):
   with strategy.scope():
     model = make_model()
     model.build_all()
-  if init_arrays is not None and isinstance(model, hyperprior.HyperpriorModel):
+  if init_arrays is not None:
     init_arrays = widening.widen(model, init_arrays)
   replicas = strategy.num_replicas_in_sync
   print(f"training {name} in {path}"

@@ -39,14 +39,18 @@ _IMPLIED_SETTINGS = {"compute_dtype": "float32"}
 
 
 def find_runs(method, pattern, options):
-  """Run names of `method` matching the glob `pattern` (None: the default);
-  a comma-separated pattern matches runs that match any of its globs."""
+  """Run names of `method` matching the glob `pattern`; a comma-separated pattern
+  matches runs that match any of its globs. Without a pattern, the method's
+  default glob among the runs on the zoo's curves (`checkpoints.curve_runs`: one
+  per family and lambda), so that each lambda's row is one run's."""
   if not method.families:
     return method.list_runs(options, pattern)
   from tfc_inference.models import checkpoints  # pylint: disable=import-outside-toplevel
-  pattern = pattern or method.default_runs
   root = options_lib.checkpoint_root(options)
-  available = checkpoints.list_runs(root)
+  if pattern:
+    available = checkpoints.list_runs(root)
+  else:
+    pattern, available = method.default_runs, checkpoints.curve_runs(root)
   globs = [glob for glob in pattern.split(",") if glob]
   matched = [name for name in available
              if any(fnmatch.fnmatchcase(name, glob) for glob in globs)]

@@ -83,18 +83,43 @@ def list_runs(checkpoint_dir=None):
                 if os.path.exists(os.path.join(root, d, CONFIG_FILE)))
 
 
+def _width(config):
+  """(hidden filters, y channels) of a hyperprior run's config: the order in
+  which the widest run of a lambda is chosen."""
+  return (config.get("num_filters", 0), config.get("num_latents") or
+          config.get("num_filters", 0))
+
+
+def curve_runs(checkpoint_dir=None):
+  """The runs on the zoo's rate-distortion curves, sorted by name: for each
+  hyperprior family and lambda, the widest run (most hidden filters, then most y
+  channels). A narrower run at the same lambda stays shipped as a smaller, faster
+  model (`BASE_RUN`, the demo's and the speed benchmarks' default, has 64 hidden
+  filters where the curve's lambda=0.01 run has 128) but is no point of the
+  family's curve: results/kodak/<family>.csv has one point per lambda."""
+  root = checkpoint_dir or default_checkpoint_dir()
+  widest = {}
+  for name in list_runs(root):
+    config = read_config(os.path.join(root, name))
+    if config.get("model") not in hyperprior.MODEL_CLASSES:
+      continue
+    key = (config["model"], float(config["lmbda"]))
+    if key not in widest or _width(config) > widest[key][0]:
+      widest[key] = (_width(config), name)
+  return sorted(name for _, name in widest.values())
+
+
 def run_at(family, lmbda, checkpoint_dir=None):
-  """The name of the one run of `family` (e.g. "mbt2018") trained at `lmbda` in
-  `checkpoint_dir` (default: shipped), whatever its widths: the zoo ships one run
-  per family and lambda. Raises `CheckpointError` if there is none or several."""
-  prefix, suffix = f"{family}-num_filters=", f"-lmbda={float(lmbda):g}"
-  names = [name for name in list_runs(checkpoint_dir)
-           if name.startswith(prefix) and name.endswith(suffix)]
-  if len(names) != 1:
+  """The name of the run of `family` (e.g. "mbt2018") on its curve at `lmbda` in
+  `checkpoint_dir` (default: shipped): the widest run of that lambda (see
+  `curve_runs`). Raises `CheckpointError` if there is none."""
+  names = [name for name in curve_runs(checkpoint_dir)
+           if name.startswith(f"{family}-num_filters=")
+           and name.endswith(f"-lmbda={float(lmbda):g}")]
+  if not names:
     raise CheckpointError(
-        f"{len(names) or 'no'} runs of {family} at lambda={float(lmbda):g} in "
-        f"{checkpoint_dir or default_checkpoint_dir()}" +
-        (f": {', '.join(names)}" if names else ""))
+        f"no run of {family} at lambda={float(lmbda):g} in "
+        f"{checkpoint_dir or default_checkpoint_dir()}")
   return names[0]
 
 

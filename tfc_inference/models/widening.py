@@ -1,10 +1,12 @@
-"""Starting a wider hyperprior model from a trained narrower one.
+"""Starting a wider model from a trained narrower one.
 
 A run may be fine-tuned into a model with more channels than the run it starts
 from: a wider y (M, `num_latents`; the high-rate runs of the zoo) or wider hidden
-layers and z (N, `num_filters`). `widen` embeds the narrow weights so that the wide
-model starts out computing what the narrow one did, and training then puts the new
-channels to work.
+layers and z (N, `num_filters`) of a hyperprior model, or a wider bls2017 VAE
+(hidden layers and latents of N channels; a new latent's posterior starts from
+fresh analysis filters, so its KL is paid from the first step). `widen` embeds the
+narrow weights so that the wide model starts out computing what the narrow one
+did, and training then puts the new channels to work.
 """
 
 import itertools
@@ -51,13 +53,17 @@ def widen(model, arrays):
 
   Raises `weights.WeightMismatchError` if the run is wider than `model`.
   """
-  y_probe, hidden_probe = arrays.get(_Y_PROBE), arrays.get(_HIDDEN_PROBE)
+  hidden_probe = arrays.get(_HIDDEN_PROBE)
+  # A VAE (no `num_latents`) has latents as wide as its hidden layers.
+  num_latents = getattr(model, "num_latents", None)
+  y_probe = arrays.get(_Y_PROBE) if num_latents else hidden_probe
   if y_probe is None or hidden_probe is None:
     return arrays
-  widths = [(y_probe.shape[1], model.num_latents),
+  widths = [(y_probe.shape[1], num_latents or model.num_filters),
             (hidden_probe.shape[1], model.num_filters)]
+  y_flag = "num_latents" if num_latents else "num_filters"
   for (narrow, wide), what, flag in zip(widths, ("y", "hidden layer"),
-                                        ("num_latents", "num_filters")):
+                                        (y_flag, "num_filters")):
     if narrow > wide:
       raise weights.WeightMismatchError(
           f"cannot initialize a {what} of {wide} channels from a run with {narrow}: "
