@@ -29,11 +29,11 @@ from tfc_inference.coding import bits_back  # pylint: disable=g-import-not-at-to
 from tfc_inference.coding import codec  # pylint: disable=g-import-not-at-top
 from tfc_inference.inference import bbvi  # pylint: disable=g-import-not-at-top
 from tfc_inference.models import checkpoints  # pylint: disable=g-import-not-at-top
+from tfc_inference.models import shipped_runs  # pylint: disable=g-import-not-at-top
 from tfc_inference.util import image_io  # pylint: disable=g-import-not-at-top
 from tfc_inference.util import metrics  # pylint: disable=g-import-not-at-top
 
-flags.DEFINE_string("bb_run", "mbt2018_bb-num_filters=64-num_latents=192-lmbda=0.01",
-                    "Bits-back run.")
+flags.DEFINE_string("bb_run", shipped_runs.BASE_BB_RUN, "Bits-back run.")
 flags.DEFINE_string("base_run", shipped_runs.BASE_RUN,
                     "Base mean-scale run for comparison.")
 flags.DEFINE_string("checkpoint_dir", None, "Run folder (default: shipped).")
@@ -92,7 +92,6 @@ import json, sys
 
 from tfc_inference.coding import bits_back, file_format
 from tfc_inference.models import checkpoints
-from tfc_inference.models import shipped_runs  # pylint: disable=g-import-not-at-top
 model, _, _ = checkpoints.load_run(sys.argv[1], sys.argv[2] or None)
 out = {}
 for path in sys.argv[3:]:

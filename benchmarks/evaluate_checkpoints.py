@@ -54,12 +54,13 @@ flags.DEFINE_bool("write", True, "Write results into config.json and README.md."
 FLAGS = flags.FLAGS
 
 
-def evaluate_run(run, root):
+def evaluate_run(run, root, on_curves):
   """Amortized Kodak evaluation of one run with the evaluation runner.
 
   The run's per-image JSON (and its family's CSV) land in --results_dir as
   `examples/evaluate.py run --method FAMILY` writes them; earlier results of the
-  run are removed first, since the weights may have changed since.
+  run are removed first, since the weights may have changed since. A run not in
+  `on_curves` (`checkpoints.curve_runs`) is measured outside --results_dir.
   """
   config = checkpoints.read_config(os.path.join(root, run))
   method = config["model"]  # the amortized method of each family is named after it
@@ -67,8 +68,7 @@ def evaluate_run(run, root):
   with tempfile.TemporaryDirectory() as scratch:
     # A run off the curves (a narrower one beside the curve's run of its lambda)
     # is measured, but its per-image results stay out of the family's CSV.
-    results_dir = (FLAGS.results_dir if run in checkpoints.curve_runs(root)
-                   else scratch)
+    results_dir = FLAGS.results_dir if run in on_curves else scratch
     runner.run_method(method, results_dir, FLAGS.kodak, run,
                       options_lib.Options(checkpoint_dir=FLAGS.checkpoint_dir))
     rows = []
@@ -187,9 +187,10 @@ def main(argv):
   root = FLAGS.checkpoint_dir or checkpoints.default_checkpoint_dir()
   runs = FLAGS.runs or [r for r in checkpoints.list_runs(root)
                        if r.split("-")[0] in hyperprior.MODEL_CLASSES]
+  on_curves = checkpoints.curve_runs(root)
   for run in runs:
     start = time.time()
-    config, means = evaluate_run(run, root)
+    config, means = evaluate_run(run, root, on_curves)
     print(f"{run}: " + "  ".join(f"{k} {v:.4f}" for k, v in means.items())
           + f"  ({time.time() - start:.0f} s)", flush=True)
     if FLAGS.write:

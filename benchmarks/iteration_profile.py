@@ -35,7 +35,7 @@ from tfc_inference.models import shipped_runs  # pylint: disable=g-import-not-at
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("run", shipped_runs.BASE_RUN, "Mean-scale run.")
-flags.DEFINE_string("bb_run", "mbt2018_bb-num_filters=64-num_latents=192-lmbda=0.01",
+flags.DEFINE_string("bb_run", shipped_runs.BASE_BB_RUN,
                     "Bits-back run (empty: skip the bits-back rows).")
 flags.DEFINE_string("checkpoint_dir", None, "Run folder (default: shipped).")
 flags.DEFINE_string("image", None, "Image; default: a synthetic 512x768 image.")

@@ -19,9 +19,9 @@ Usage:
   python examples/{method}.py compress RUNNAME INPUT [OUTPUT] [--side_info FILE]
   python examples/{method}.py decompress INPUT [OUTPUT] [--side_info_out FILE]
 
-RUNNAME is a mbt2018_bb run (e.g. mbt2018_bb-num_filters=64-num_latents=192-lmbda=0.01). Without
---side_info the side information is random bits from --seed (the paper's worst
-case); decompress recovers it and verifies its checksum. Results report
+RUNNAME is a mbt2018_bb run (e.g. mbt2018_bb-num_filters=64-num_latents=192-lmbda=0.01).
+Without --side_info the side information is random bits from --seed (the paper's
+worst case); decompress recovers it and verifies its checksum. Results report
 net_bpp = (file bits - side-information bits) / pixels.
 """
 
