@@ -114,6 +114,26 @@ def test_residual_is_the_error_to_the_reference(checkpoint_dir):
   assert cosine > 0.99
 
 
+@pytest.mark.parametrize("support,stride", [((5, 5), 2), ((3, 3), 2), ((5, 3), 3)])
+def test_residual_conv_is_the_layer_in_sub_pixel_form(support, stride):
+  # In float32 the sub-pixel form sums the same products as the transposed
+  # convolution: equal to rounding, borders included, for other kernel sizes and
+  # strides too; and its kernel is differentiable w.r.t. the layer's weights.
+  layer = tfc.SignalConv2D(
+      3, support, corr=False, strides_up=stride, padding="same_zeros",
+      use_bias=True, bias_initializer=tf.keras.initializers.Constant([.1, -.2, .3]))
+  h = tf.random.stateless_normal([2, 7, 9, 8], [1, 2])
+  output = layer(h)
+  reference = tf.random.stateless_normal(output.shape, [3, 4])
+  with tf.GradientTape() as tape:
+    error = frozen.ResidualConv(layer, "float32")(h, reference)
+    loss = tf.reduce_sum(tf.square(error))
+  np.testing.assert_allclose(error.numpy(), (output - reference).numpy(),
+                             atol=1e-5)
+  gradients = tape.gradient(loss, layer.trainable_variables)
+  assert all(g is not None for g in gradients)
+
+
 def test_prepared_reference_gives_the_same_residual(checkpoint_dir):
   model = _model(checkpoint_dir, "mbt2018")
   y, _ = _latents(model)

@@ -240,15 +240,45 @@ def _hi_lo(values, dtype):
   return high, tf.cast(values - tf.cast(high, tf.float32), dtype)
 
 
+def _phase_taps(support, stride):
+  """Which tap of a `tfc.SignalConv2D` upsampling kernel each output phase reads
+  from each input offset, as one stride-1 correlation: (window, index), where
+  `index[u, v, p]` (int [m, m, stride^2]) is the flattened tap (kh * kw: none)
+  that output phase p = r_h * stride + r_w reads from input pixel (i + u - m // 2,
+  j + v - m // 2) for output pixel (stride i + r_h, stride j + r_w).
+
+  Output pixel stride * i + r reads tap stride * (i - j) + r + k // 2 of input
+  pixel j (tfc's alignment, see `_FrozenConv`)."""
+  reach = [max(abs(e) for e in range(-k, k + 1) for r in range(stride)
+               if 0 <= -stride * e + r + k // 2 < k) for k in support]
+  window = 2 * max(reach) + 1
+  half = window // 2
+  index = np.full([window, window, stride * stride], support[0] * support[1])
+  for u in range(window):
+    for v in range(window):
+      for rh in range(stride):
+        for rw in range(stride):
+          th = -stride * (u - half) + rh + support[0] // 2
+          tw = -stride * (v - half) + rw + support[1] // 2
+          if 0 <= th < support[0] and 0 <= tw < support[1]:
+            index[u, v, rh * stride + rw] = th * support[1] + tw
+  return window, index
+
+
 class ResidualConv:
   """A last upsampling `tfc.SignalConv2D` to a few (RGB) channels, without
   activation, computing `layer(inputs) - reference` in a low-precision `dtype`.
 
-  The reference enters the convolution as extra input channels: `reference -
-  bias`, split into high and low `dtype` parts, laid out per output phase
-  (space-to-depth by the stride) and read by one unit tap each with weight -1,
-  so the convolution's float32 accumulator holds the error before its output is
-  rounded to `dtype`. Tested against the float32 layer in tests/test_frozen.py.
+  It runs as one stride-1 correlation whose outputs are the stride^2 output
+  phases (sub-pixel form, then depth-to-space): for few output channels oneDNN
+  is far faster at that than at the transposed convolution (kodim01, bfloat16,
+  forward and gradient: 17 against 10 ms). The reference enters it as extra input
+  channels: `reference - bias`, split into high and low `dtype` parts, laid out
+  per output phase (space-to-depth by the stride) and read by the centre tap
+  with weight -1, so the convolution's float32 accumulator holds the error
+  before its output is rounded to `dtype`. Tested against the float32 layer in
+  tests/test_frozen.py. The kernel is gathered from the layer's with TF ops, so
+  it is differentiable with respect to the layer's weights (training).
   """
 
   def __init__(self, layer, dtype):
@@ -260,19 +290,20 @@ class ResidualConv:
     self.stride = stride = strides[0]
     channels = layer.filters
     kernel = tf.convert_to_tensor(layer.kernel)  # [kh, kw, in, out]
-    support = layer.kernel_support
-    # Output pixel stride * i + r reads tap r + k // 2 of input pixel i (tfc's
-    # alignment; see `_FrozenConv`). Extra input channel (r_h * s + r_w) * C + c
-    # of each part adds -1 x its value to output channel c at phase (r_h, r_w).
+    support = tuple(layer.kernel_support)
+    window, index = _phase_taps(support, stride)
+    taps = tf.reshape(kernel, [support[0] * support[1], -1, channels])
+    taps = tf.concat([taps, tf.zeros_like(taps[:1])], axis=0)  # the "none" tap
+    # [m, m, phases, in, out] -> [m, m, in, phases * out]: output channel
+    # p * C + c is channel c of phase p, the order depth_to_space reads.
+    phased = tf.transpose(tf.gather(taps, index), [0, 1, 3, 2, 4])
+    phased = tf.reshape(phased, [window, window, -1, stride * stride * channels])
+    # Extra input channel p * C + c of each reference part adds -1 x its value
+    # to output channel p * C + c, at the centre tap.
     phases = stride * stride * channels
-    taps = np.zeros(list(support) + [phases, channels], np.float32)
-    for rh in range(stride):
-      for rw in range(stride):
-        for c in range(channels):
-          taps[support[0] // 2 + rh, support[1] // 2 + rw,
-               (rh * stride + rw) * channels + c, c] = -1.
-    kernel = tf.concat([kernel, taps, taps], axis=2)  # the high and low parts
-    self.kernel = tf.cast(_transposed_kernel_for_same(kernel, strides), self.dtype)
+    unit = np.zeros([window, window, phases, phases], np.float32)
+    unit[window // 2, window // 2] = -np.eye(phases, dtype=np.float32)
+    self.kernel = tf.cast(tf.concat([phased, unit, unit], axis=2), self.dtype)
     self.bias = tf.convert_to_tensor(layer.bias)
 
   def reference_parts(self, reference):
@@ -288,19 +319,17 @@ class ResidualConv:
     s h, s w, C]: the layer's output minus `reference`."""
     high, low = self.reference_parts(reference) if parts is None else parts
     stacked = tf.concat([tf.cast(inputs, self.dtype), high, low], axis=-1)
-    shape = tf.shape(reference)
-    error = tf.nn.conv2d_transpose(stacked, self.kernel, shape, strides=self.stride,
-                                   padding="SAME")
-    return tf.cast(error, tf.float32)
+    phases = tf.nn.conv2d(stacked, self.kernel, 1, padding="SAME")
+    return tf.nn.depth_to_space(tf.cast(phases, tf.float32), self.stride)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class PreparedReference:
   """An image against which `FrozenTransform.residual` is taken many times (the
   iterations of an inference run), with what its `ResidualConv` reads of the
-  image computed once: per iteration that saves about a quarter of the RGB
-  output convolution's time (kodim01, bfloat16: 27 against 20 ms, forward and
-  gradient). Make one with `prepare_reference`; `residual`, `reconstruction_error`
+  image computed once: per iteration that saved about a quarter of the RGB
+  output convolution's time (kodim01, bfloat16, forward and gradient: 27 against
+  20 ms, measured with the transposed form `ResidualConv` had then). Make one with `prepare_reference`; `residual`, `reconstruction_error`
   and `hyperprior.synthesis_mse` take it where they take the image.
 
   Attributes:
@@ -428,7 +457,8 @@ class FrozenTransform:
     (its 0-255 outputs would round to steps of 1), runs in bfloat16 too
     (`ResidualConv`): it computes the error itself, whose small values bfloat16
     keeps to 3 significant digits. The error then costs a fraction of the float32
-    convolution (34 against 8 ms for a Kodak image's forward pass and gradient).
+    convolution (forward pass and gradient on a Kodak image, 2-core AMD EPYC:
+    about 23 ms in float32, 17 ms for `ResidualConv`).
     """
     parts = getattr(reference, "parts", None)
     reference = tf.convert_to_tensor(image_of(reference), tf.float32)
