@@ -54,7 +54,9 @@ flags.DEFINE_list("kmeans_levels", None, "k-means levels; default: all fitted.")
 flags.DEFINE_list("jpeg_qualities",
                   [str(q) for q in bayesian_ac_sweep.DEFAULT_JPEG_QUALITIES],
                   "JPEG qualities.")
-flags.DEFINE_list("methods", list(bayesian_ac_sweep.ALL_METHODS), "Methods to sweep.")
+flags.DEFINE_list("methods", None, "Methods to sweep, of "
+                  f"{','.join(bayesian_ac_sweep.ALL_METHODS)} (default: all the run "
+                  "can code).")
 flags.DEFINE_bool("write_config", True,
                   "After a sweep of all 24 Kodak images, record the Bayesian AC "
                   "curve in the run's config.json.")
@@ -83,23 +85,24 @@ def find_run():
   return runs[0]
 
 
-def bd_rates(rows, references=None):
-  """BD-rate (%) of Bayesian AC against each other method of `rows` and each
-  reference curve (`{name: (bpp, psnr)}`, e.g. the published individually
-  trained Balle 2017 models), None where there is no overlap."""
-  if "bayesian_ac" not in rows:
+def bd_rates(rows, references=None, method="bayesian_ac"):
+  """BD-rate (%) of `method` (Bayesian AC, or its centroid decoding) against
+  each other method of `rows` and each reference curve (`{name: (bpp, psnr)}`,
+  e.g. the published individually trained Balle 2017 models), None where there
+  is no overlap."""
+  if method not in rows:
     return {}
-  ours = rows["bayesian_ac"]
-  others = {method: ([r["bpp"] for r in other], [r["psnr"] for r in other])
-            for method, other in rows.items() if method != "bayesian_ac"}
+  ours = rows[method]
+  others = {name: ([r["bpp"] for r in other], [r["psnr"] for r in other])
+            for name, other in rows.items() if name != method}
   others.update(references or {})
   result = {}
-  for method, (rate, psnr) in others.items():
+  for name, (rate, psnr) in others.items():
     try:
-      result[method] = rd_curves.bd_rate(rate, psnr, [r["bpp"] for r in ours],
-                                         [r["psnr"] for r in ours])
+      result[name] = rd_curves.bd_rate(rate, psnr, [r["bpp"] for r in ours],
+                                       [r["psnr"] for r in ours])
     except ValueError:  # too few points, or no PSNR overlap
-      result[method] = None
+      result[name] = None
   return result
 
 
@@ -174,6 +177,9 @@ def main(argv):
   published = published_curves()
   summary = dict(run=codec.run_name, images=[name for name, _ in images],
                  rows=rows, bd_rate_of_bayesian_ac_vs=bd_rates(rows, published))
+  if "bayesian_ac_centroids" in rows:
+    summary["bd_rate_of_bayesian_ac_centroids_vs"] = bd_rates(
+        rows, published, "bayesian_ac_centroids")
   checkpoints.write_json_atomic(os.path.join(results_dir, "summary.json"), summary)
   if FLAGS.write_config and len(images) == 24:  # the full Kodak set only
     run_path = checkpoints.run_dir(codec.run_name, FLAGS.checkpoint_dir)
@@ -184,6 +190,12 @@ def main(argv):
         bayesian_ac=[{k: r[k] for k in ("lambda", "bpp", "psnr", "ms_ssim")}
                      for r in rows["bayesian_ac"]],
         bd_rate_of_bayesian_ac_vs=summary["bd_rate_of_bayesian_ac_vs"])
+    if "bayesian_ac_centroids" in rows:
+      config["kodak"]["bayesian_ac_centroids"] = [
+          {k: r[k] for k in ("lambda", "bpp", "psnr", "ms_ssim")}
+          for r in rows["bayesian_ac_centroids"]]
+      config["kodak"]["bd_rate_of_bayesian_ac_centroids_vs"] = summary[
+          "bd_rate_of_bayesian_ac_centroids_vs"]
     checkpoints.write_config(run_path, config)
 
   # Method names as labels: `plots.style` gives each its name and colour.
@@ -204,9 +216,12 @@ def main(argv):
       plot_channels(json.load(f), os.path.join(results_dir, "channels.png"))
   for line in bayesian_ac_sweep.format_rows(rows):
     print(line)
-  for method, value in summary["bd_rate_of_bayesian_ac_vs"].items():
-    print(f"BD-rate of Bayesian AC vs {method}: "
-          + ("no overlap" if value is None else f"{value:+.1f}%"))
+  for key, label in (("bd_rate_of_bayesian_ac_vs", "Bayesian AC"),
+                     ("bd_rate_of_bayesian_ac_centroids_vs",
+                      "Bayesian AC, centroid decoding,")):
+    for method, value in summary.get(key, {}).items():
+      print(f"BD-rate of {label} vs {method}: "
+            + ("no overlap" if value is None else f"{value:+.1f}%"))
   print(f"wrote {results_dir}")
 
 

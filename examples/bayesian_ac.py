@@ -20,7 +20,10 @@ fit     (re)fits a run's coding tables on training images: the empirical prior
         (--fit_uniform_steps) and k-means quantization (--fit_kmeans_levels).
         Refitting changes the run's fingerprint: older files no longer decode.
 compress  writes one .tfci file per input image; --quantizer uniform (--step) or
-        kmeans (--levels) use the baselines on the same latents instead.
+        kmeans (--levels) use the baselines on the same latents instead, and
+        --quantizer bayesian_ac_centroids (--lambda) decodes Bayesian AC's symbols
+        at centroids fitted on training latents (our extension; runs fitted
+        before it have no centroids: refit them with `fit`).
 decompress  reads the run name from the file header and writes a PNG.
 rd      sweeps Bayesian AC (--lambdas), uniform (--uniform_steps), k-means
         (--kmeans_levels) and JPEG (--jpeg_qualities) on INPUT; with
@@ -84,9 +87,12 @@ flags.DEFINE_integer("fit_positions", 32768,
 # -- coding
 flags.DEFINE_float("lambda", None,
                    "compress: Bayesian AC rate penalty per bit (larger: smaller "
-                   "files). Required with --quantizer bayesian_ac.")
+                   "files). Required with --quantizer bayesian_ac and "
+                   "bayesian_ac_centroids.")
 flags.DEFINE_enum("quantizer", "bayesian_ac", list(bayesian_ac_tables.QUANTIZERS),
-                  "compress: bayesian_ac, or a baseline on the same latents.")
+                  "compress: bayesian_ac (the paper's), bayesian_ac_centroids "
+                  "(the same symbols, decoded at centroids fitted on training "
+                  "latents: our extension), or a baseline on the same latents.")
 flags.DEFINE_float("step", None, "compress --quantizer uniform: the step size "
                    "(one of the run's fitted steps).")
 flags.DEFINE_integer("levels", None, "compress --quantizer kmeans: levels K (one of "
@@ -101,7 +107,9 @@ flags.DEFINE_list("kmeans_levels", None,
 flags.DEFINE_list("jpeg_qualities",
                   [str(q) for q in bayesian_ac_sweep.DEFAULT_JPEG_QUALITIES],
                   "rd: JPEG qualities (chroma 4:2:0).")
-flags.DEFINE_list("methods", list(bayesian_ac_sweep.ALL_METHODS), "rd: methods to sweep.")
+flags.DEFINE_list("methods", None, "rd: methods to sweep, of "
+                  f"{','.join(bayesian_ac_sweep.ALL_METHODS)} (default: all the run "
+                  "can code).")
 
 
 def _numbers(name, cast=float):
@@ -157,7 +165,8 @@ def fit(run):
 
 def _setting():
   quantizer = FLAGS.quantizer
-  flag = {"bayesian_ac": "lambda", "uniform": "step", "kmeans": "levels"}[quantizer]
+  flag = {"bayesian_ac": "lambda", "bayesian_ac_centroids": "lambda",
+          "uniform": "step", "kmeans": "levels"}[quantizer]
   value = FLAGS[flag].value
   if value is None:
     raise ValueError(f"compress --quantizer {quantizer} needs --{flag}")
@@ -198,7 +207,7 @@ def rd(run, input_spec):
   common.prepare_outputs()
   codec = bi.ImageCodec.load(run, common.checkpoint_dir())
   inputs = image_io.expand_inputs(input_spec, warn=common.warn)
-  methods = list(FLAGS.methods)
+  methods = None if FLAGS.methods is None else list(FLAGS.methods)
 
   def image_done(name, results):
     if FLAGS.results_dir:

@@ -1,5 +1,6 @@
 """Bayesian AC of images with the bls2017 VAE, its baselines, and its binary."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -152,6 +153,70 @@ def test_baselines_round_trip(codec, image, quantizer, settings):
     codec.table_index(quantizer, 3.)
 
 
+def test_fit_centroids_are_the_means_of_each_symbols_latents():
+  symbols = np.array([[1, 2], [1, 2], [3, 2], [1, 5]], np.int64)
+  mu = np.array([[.1, 1.], [.3, 2.], [-1., 3.], [.5, 4.]])
+  distributions = [bayesian_ac.SymbolDistribution(
+      symbols=np.array(known, np.int64), probabilities=np.ones(len(known) + 1),
+      bits_probabilities=np.ones(2), max_bits=2) for known in ([3, 1, 7], [2])]
+  centroids = bayesian_ac_tables.fit_centroids(symbols, mu, distributions)
+  np.testing.assert_allclose(centroids[0], [-1., .3, np.nan])
+  np.testing.assert_allclose(centroids[1], [2.])
+  lookup = bayesian_ac_tables.CentroidLookup(distributions, centroids)
+  # Symbols with a centroid take it; others (7: no latent; 5: escaped) keep
+  # their code point's value.
+  values = lookup.values(np.array([[3, 2], [7, 5]]), np.array([[9., 9.], [8., 6.]]))
+  np.testing.assert_allclose(values, [[-1., 2.], [8., 6.]])
+
+
+def test_centroid_decoding_codes_bayesian_ac_symbols_at_centroids(codec, run, image):
+  posterior = codec.analyze(image)
+  for lmbda in LAMBDAS:
+    plain = codec.compress(image, "bayesian_ac", lmbda, posterior=posterior)
+    data, result, quantized = codec.compress(image, "bayesian_ac_centroids", lmbda,
+                                             posterior=posterior)
+    # The same symbols and bits; only the reconstruction differs.
+    np.testing.assert_array_equal(quantized.symbols, plain[2].symbols)
+    assert len(data) == len(plain[0]) and result["lmbda"] == lmbda
+    decoded, info = codec.decode(data)
+    assert info["quantizer"] == "bayesian_ac_centroids"
+    np.testing.assert_array_equal(info["values"], quantized.values)
+    np.testing.assert_array_equal(
+        decoded, codec.reconstruct(quantized.values, image.shape))
+    # The other quantizer id in either file's header: a digest error, not
+    # another image.
+    for original in (data, plain[0]):
+      parsed = file_format.CompressedFile.from_bytes(original)
+      quantizer, setting, index = bi._EXTRA.unpack(parsed.extra)  # pylint: disable=protected-access
+      swapped = dataclasses.replace(parsed, extra=bi._EXTRA.pack(  # pylint: disable=protected-access
+          3 - quantizer, setting, index))
+      with pytest.raises(file_format.FormatError, match="digest"):
+        codec.decode(swapped.to_bytes())
+  # On the latents the centroids were fitted on (all of them: fewer than
+  # max_rows), each symbol's centroid is no farther from the means than its code
+  # point, in sum: the centroid minimizes the squared error of its symbol's set.
+  model = codec.model
+  mus, sigmas = bi.posteriors(model, list(train_images()))
+  for lmbda in LAMBDAS:
+    errors = {}
+    for quantizer in bi.BAYESIAN_AC_QUANTIZERS:
+      errors[quantizer] = sum(
+          np.sum((codec.quantize(bi.Posterior(m.astype(np.float64),
+                                              s.astype(np.float64), (0, 0)),
+                                 quantizer, lmbda).values - m) ** 2)
+          for m, s in zip(mus, sigmas))
+    assert errors["bayesian_ac_centroids"] <= errors["bayesian_ac"] * (1 + 1e-6)
+  # Tables fitted before centroids existed: a clear error, and sweeps skip it.
+  arrays = dict(np.load(os.path.join(run[0], run[1], "weights.npz")))
+  tables = {k[len("tables/"):]: v for k, v in arrays.items()
+            if k.startswith("tables/") and k != "tables/bayesian_ac/centroids"}
+  old = bi.ImageCodec(model, tables, run[1])
+  with pytest.raises(ValueError, match="no Bayesian AC centroids"):
+    old.table_index("bayesian_ac_centroids", 1.)
+  assert "bayesian_ac_centroids" not in bayesian_ac_sweep.available_methods(old)
+  assert "bayesian_ac_centroids" in bayesian_ac_sweep.available_methods(codec)
+
+
 def test_kmeans_1d_and_zigzag():
   samples = np.concatenate([np.full(100, -1.), np.full(50, 2.), np.full(10, 7.)])
   np.testing.assert_allclose(scalar_quantizers.kmeans_1d(samples, 3), [-1., 2., 7.])
@@ -198,7 +263,8 @@ def test_rate_distortion_sweep_writes_csvs_and_channel_report(codec, tmp_path):
             ("b", synthetic.test_image(48, 64, seed=4))]
   sweep = bayesian_ac_sweep.rate_distortion(codec, images, lambdas=[0.01, 1.],
                                             jpeg_qualities=[20, 80])
-  assert len(sweep["results"]) == 2 * (2 + 2 + 2 + 2)
+  # Bayesian AC, its centroid decoding, uniform, k-means: 2 settings each.
+  assert len(sweep["results"]) == 2 * (2 + 2 + 2 + 2 + 2)
   paths = bayesian_ac_sweep.write_rate_distortion(str(tmp_path), sweep)
   for method, column in bi.PARAMETER_NAMES.items():
     with open(paths[method]) as f:

@@ -9,10 +9,15 @@ the same model and latents (`scalar_quantizers`):
   * uniform: y_hat = s * round(mu / s) for a step size s;
   * kmeans:  y_hat = the nearest of K per-channel grid points (1-D k-means, Lloyd).
 
+and an extension of Bayesian AC (ours, not the paper's): "bayesian_ac_centroids"
+writes Bayesian AC's symbols but reconstructs each latent at its symbol's
+centroid, fitted on the training latents with the coding tables
+(`bayesian_ac_tables.fit_centroids`), instead of at the code point F^-1(xi).
+
 `fit_run` fits a run's coding tables (`bayesian_ac_tables`) on training images
 and stores them beside the weights.
 
-Files (`file_format.CompressedFile`, method "bayesian_ac" for all three quantizers):
+Files (`file_format.CompressedFile`, method "bayesian_ac" for all four quantizers):
 `y_shape` is the latent (h, w), `z_shape` is (0, 0), `extra` is `struct.pack("<BdH",
 quantizer id, parameter, table index)` with parameter = lambda, step or K, and the
 one payload string is a single tfc range-coder string of all channels, channel 0
@@ -46,8 +51,10 @@ METHOD = "bayesian_ac"  # the file_format method of every file written here
 
 
 # The CSV column naming each method's setting.
-PARAMETER_NAMES = {"bayesian_ac": "lambda", "uniform": "step", "kmeans": "levels",
-                   "jpeg": "quality"}
+PARAMETER_NAMES = {"bayesian_ac": "lambda", "bayesian_ac_centroids": "lambda",
+                   "uniform": "step", "kmeans": "levels", "jpeg": "quality"}
+# Quantizers whose setting is Bayesian AC's lambda.
+BAYESIAN_AC_QUANTIZERS = ("bayesian_ac", "bayesian_ac_centroids")
 
 
 _EXTRA = struct.Struct("<BdH")
@@ -84,6 +91,16 @@ class Quantized:
   values: np.ndarray  # float64 [h, w, N], the latents the decoder synthesizes
 
 
+def _digest_salt(quantizer):
+  """Extra arrays the latents' digest covers: a centroid file's symbols are
+  Bayesian AC's, so its digest also covers its quantizer id, and a header
+  changed from one to the other fails the digest check instead of decoding to
+  another image. (Files of the first three quantizers keep their digest.)"""
+  if bayesian_ac_tables.SYMBOLS_OF.get(quantizer):
+    return ([bayesian_ac_tables.QUANTIZERS[quantizer]],)
+  return ()
+
+
 def check_header(compressed, max_pixels=None):
   """Validates a Bayesian AC file's header before any decoding (FormatError).
   Returns (quantizer, setting, table index)."""
@@ -115,6 +132,7 @@ class ImageCodec:
     self.tables = bayesian_ac_tables.CodingTables.from_arrays(tables, model.num_filters)
     self.num_channels = model.num_filters
     self._range_tables = {}
+    self._centroid_lookups = {}
 
   @classmethod
   def load(cls, run, checkpoint_dir=None, name_only=False):
@@ -143,8 +161,14 @@ class ImageCodec:
   # ---- quantization
   def table_index(self, quantizer, setting):
     """The table used at `setting`: nearest lambda in log; exact step / levels."""
+    if quantizer not in bayesian_ac_tables.QUANTIZERS:
+      raise ValueError(f"unknown quantizer {quantizer!r}")
+    if quantizer == "bayesian_ac_centroids" and self.tables.centroids is None:
+      raise ValueError(f"run {self.run_name} has no Bayesian AC centroids (its "
+                       "coding tables predate them); fit them with "
+                       f"`examples/bayesian_ac.py fit {self.run_name}`")
     settings = np.asarray(self.tables.settings(quantizer), np.float64)
-    if quantizer == "bayesian_ac":
+    if quantizer in BAYESIAN_AC_QUANTIZERS:
       if not setting >= 0 or not math.isfinite(setting):
         raise ValueError(f"lambda must be a finite number >= 0, got {setting}")
       floor = max(settings.min(), 1e-12) * 1e-3
@@ -159,11 +183,13 @@ class ImageCodec:
 
   def quantize(self, posterior, quantizer, setting):
     index = self.table_index(quantizer, setting)
-    if quantizer == "bayesian_ac":
+    if quantizer in BAYESIAN_AC_QUANTIZERS:
       points = bayesian_ac_tables.bayesian_ac_symbols(
           self.tables.prior, posterior.mu, posterior.sigma, float(setting),
           self.tables.max_bits)
       symbols, values = points.symbols, points.values
+      if quantizer == "bayesian_ac_centroids":
+        values = self.centroid_lookup(index).values(symbols, values)
     elif quantizer == "uniform":
       symbols, values = scalar_quantizers.uniform_quantize(
           posterior.mu, float(self.tables.settings("uniform")[index]))
@@ -174,9 +200,20 @@ class ImageCodec:
       raise ValueError(f"unknown quantizer {quantizer!r}")
     return Quantized(quantizer, float(setting), index, symbols, values)
 
+  def centroid_lookup(self, table_index):
+    """The `CentroidLookup` of a Bayesian AC table, built once per codec."""
+    if table_index not in self._centroid_lookups:
+      self._centroid_lookups[table_index] = bayesian_ac_tables.CentroidLookup(
+          self.distributions("bayesian_ac", table_index),
+          self.tables.centroids[table_index])
+    return self._centroid_lookups[table_index]
+
   def dequantize(self, quantizer, table_index, symbols):
     if quantizer == "bayesian_ac":
       return bayesian_ac.decode(symbols, self.tables.prior.quantile)
+    if quantizer == "bayesian_ac_centroids":
+      return self.centroid_lookup(table_index).values(
+          symbols, bayesian_ac.decode(symbols, self.tables.prior.quantile))
     if quantizer == "uniform":
       step = float(self.tables.settings("uniform")[table_index])
       return scalar_quantizers.unzigzag(symbols) * step
@@ -184,12 +221,12 @@ class ImageCodec:
         symbols, self.tables.kmeans_centers[table_index])
 
   def distributions(self, quantizer, table_index):
-    return self.tables.symbol_tables[quantizer].distributions[table_index]
+    return self.tables.tables_of(quantizer).distributions[table_index]
 
   def range_tables(self, quantizer, table_index):
     """The range coder's lookup for one setting, built once per codec (building
     it quantizes every channel's CDF, which would dominate each file's time)."""
-    key = (quantizer, table_index)
+    key = (bayesian_ac_tables.SYMBOLS_OF.get(quantizer, quantizer), table_index)
     if key not in self._range_tables:
       self._range_tables[key] = bayesian_ac.RangeCodingTables(
           self.distributions(quantizer, table_index))
@@ -207,7 +244,8 @@ class ImageCodec:
         z_shape=(0, 0), strings=[data],
         extra=_EXTRA.pack(bayesian_ac_tables.QUANTIZERS[quantized.quantizer],
                           quantized.setting, quantized.table_index),
-        digest=file_format.latents_digest(quantized.symbols),
+        digest=file_format.latents_digest(quantized.symbols,
+                                          *_digest_salt(quantized.quantizer)),
         tile=self.tile_for(posterior.image_shape))
     return compressed.to_bytes()
 
@@ -215,13 +253,16 @@ class ImageCodec:
     """(quantizer, setting, latent values [h, w, N]) of a parsed file."""
     quantizer, setting, index = check_header(compressed, max_pixels)
     file_format.check_fingerprint(compressed, self.fingerprint, self.run_name)
+    if quantizer == "bayesian_ac_centroids" and self.tables.centroids is None:
+      raise file_format.FormatError(
+          f"run {self.run_name} has no Bayesian AC centroids for this file")
     if index >= len(self.tables.settings(quantizer)):
       raise file_format.FormatError(
           f"coding table {index} of {quantizer} is not in run {self.run_name}")
     shape = tuple(compressed.y_shape) + (self.num_channels,)
     symbols = bayesian_ac_tables.decode_channels(
         compressed.strings[0], self.range_tables(quantizer, index), shape)
-    compressed.check_digest(symbols)
+    compressed.check_digest(symbols, *_digest_salt(quantizer))
     return quantizer, setting, self.dequantize(quantizer, index, symbols)
 
   def decode(self, data):
@@ -267,7 +308,7 @@ class ImageCodec:
         decode_seconds=decode_seconds, height=height, width=width,
         tile_pixels=self.tile_for(image.shape) * tiling.STRIDE,
         kl_bpp=float(posterior.kl_bits().sum() / pixels))
-    if quantizer == "bayesian_ac":
+    if quantizer in BAYESIAN_AC_QUANTIZERS:
       result["lmbda"] = float(setting)
       points_bits = bayesian_ac.symbols_to_code_points(quantized.symbols)[1]
       result["code_point_bits_per_latent"] = float(np.mean(points_bits))

@@ -19,13 +19,23 @@
     a categorical with an escape for unseen symbols). Per-channel tables let a
     collapsed channel (mu = 0, sigma = 1 everywhere) cost ~0 bits. Bayesian AC at a
     lambda off the fitted grid uses the table of the nearest grid lambda (in log).
+  * Centroids (optional; runs fitted before 2026-12-07 have none): per lambda,
+    channel and symbol of the Bayesian AC table, the mean of the training
+    posterior means mu that Bayesian AC codes to that symbol. The
+    "bayesian_ac_centroids" quantizer writes the same symbols as "bayesian_ac"
+    but its decoder reconstructs each latent at its symbol's centroid instead of
+    at the code point F^-1(xi), the paper's reconstruction (escaped symbols keep
+    F^-1(xi)). This is our extension, not the paper's: Eq. 9 pulls each latent
+    towards the prior's short code points, and across many channels at once those
+    pulls add up in the synthesis (see benchmarks/bac_error_structure.py); the
+    centroid undoes the pull on average at no cost in rate.
 
 Units: bits per latent.
 """
 
 import dataclasses
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -37,8 +47,11 @@ from tfc_inference.coding import scalar_quantizers
 from tfc_inference.models import checkpoints
 from tfc_inference.models import factorized
 
-QUANTIZERS = {"bayesian_ac": 0, "uniform": 1, "kmeans": 2}
+QUANTIZERS = {"bayesian_ac": 0, "uniform": 1, "kmeans": 2,
+              "bayesian_ac_centroids": 3}
 QUANTIZER_NAMES = {v: k for k, v in QUANTIZERS.items()}
+# Quantizers that code the symbols (and use the symbol tables) of another.
+SYMBOLS_OF = {"bayesian_ac_centroids": "bayesian_ac"}
 
 
 # The shipped run's grid, the same as the evaluation runner's sweep: rates from
@@ -300,6 +313,49 @@ def channel_bits(symbols, distributions):
                    for column, d in zip(channel_major(symbols), distributions)])
 
 
+def fit_centroids(symbols, mu, distributions):
+  """Per channel, the mean of `mu` [S, N] over the rows whose symbol [S, N] is
+  each symbol of that channel's distribution (float64, aligned with its
+  `symbols`; NaN for a symbol no row has)."""
+  centroids = []
+  for c, distribution in enumerate(distributions):
+    order = np.argsort(symbols[:, c], kind="stable")
+    column, means = symbols[order, c], mu[order, c]
+    starts = np.searchsorted(column, distribution.symbols, side="left")
+    ends = np.searchsorted(column, distribution.symbols, side="right")
+    sums = np.concatenate([[0.], np.cumsum(means)])
+    counts = ends - starts
+    centroids.append(np.where(counts > 0, (sums[ends] - sums[starts]) /
+                              np.maximum(counts, 1), np.nan))
+  return centroids
+
+
+class CentroidLookup:
+  """Reconstruction values of Bayesian AC symbols at one lambda: each channel's
+  centroid where its table has one, else the code point's value."""
+
+  def __init__(self, distributions, centroids):
+    self._tables = []
+    for distribution, centroid in zip(distributions, centroids):
+      known = np.isfinite(centroid)
+      order = np.argsort(distribution.symbols[known])
+      self._tables.append((distribution.symbols[known][order],
+                           centroid[known][order]))
+
+  def values(self, symbols, code_point_values):
+    """float64 [..., N] of symbols [..., N] (the code points' values where a
+    symbol has no centroid)."""
+    values = np.array(code_point_values, np.float64)
+    for c, (known, centroid) in enumerate(self._tables):
+      if not len(known):
+        continue
+      column = symbols[..., c]
+      index = np.minimum(np.searchsorted(known, column), len(known) - 1)
+      values[..., c] = np.where(known[index] == column, centroid[index],
+                                values[..., c])
+    return values
+
+
 @dataclasses.dataclass
 class CodingTables:
   """Everything besides the VAE weights that encoder and decoder share."""
@@ -307,6 +363,8 @@ class CodingTables:
   symbol_tables: Dict[str, SymbolTables]  # quantizer -> tables
   kmeans_centers: np.ndarray  # [G, N, max levels], NaN-padded
   max_bits: int = MAX_BITS
+  # [G][N] Bayesian AC centroids (`fit_centroids`), or None if not fitted.
+  centroids: Optional[List[List[np.ndarray]]] = None
 
   @classmethod
   def from_arrays(cls, arrays, channels):
@@ -318,14 +376,26 @@ class CodingTables:
     if prior.num_channels != channels:
       raise checkpoints.CheckpointError(
           f"empirical prior has {prior.num_channels} channels, model {channels}")
-    return cls(prior=prior,
-               symbol_tables={q: SymbolTables.from_arrays(arrays, q, channels)
-                              for q in QUANTIZERS},
+    symbol_tables = {q: SymbolTables.from_arrays(arrays, q, channels)
+                     for q in QUANTIZERS if q not in SYMBOLS_OF}
+    centroids = None
+    if "bayesian_ac/centroids" in arrays:
+      counts = arrays["bayesian_ac/symbol_counts"]
+      flat = np.split(arrays["bayesian_ac/centroids"].astype(np.float64),
+                      np.cumsum(counts)[:-1])
+      centroids = [flat[g * channels:(g + 1) * channels]
+                   for g in range(len(arrays["bayesian_ac/settings"]))]
+    return cls(prior=prior, symbol_tables=symbol_tables,
                kmeans_centers=arrays["kmeans/centers"],
-               max_bits=int(arrays["bayesian_ac/code_point_max_bits"]))
+               max_bits=int(arrays["bayesian_ac/code_point_max_bits"]),
+               centroids=centroids)
+
+  def tables_of(self, quantizer):
+    """The `SymbolTables` that `quantizer` codes its symbols with."""
+    return self.symbol_tables[SYMBOLS_OF.get(quantizer, quantizer)]
 
   def settings(self, quantizer):
-    return self.symbol_tables[quantizer].settings
+    return self.tables_of(quantizer).settings
 
 
 def _subsample_rows(mus, sigmas, max_rows, rng):
@@ -397,10 +467,13 @@ def fit_coding_tables(mus, sigmas, lambdas=DEFAULT_LAMBDAS,
   fit = lambda s: fit_channel_distributions(s, alphabet_limit, max_bits)  # noqa: E731
 
   tables = {}
-  rows = []
+  rows, centroids = [], []
   for lmbda in lambdas:
-    rows.append(fit(bayesian_ac_symbols(prior, mu, sigma, lmbda, max_bits).symbols))
+    symbols = bayesian_ac_symbols(prior, mu, sigma, lmbda, max_bits).symbols
+    rows.append(fit(symbols))
+    centroids.extend(fit_centroids(symbols, mu, rows[-1]))
   tables["bayesian_ac"] = SymbolTables(np.array(lambdas, np.float64), rows)
+  arrays["bayesian_ac/centroids"] = np.concatenate(centroids)
   tables["uniform"] = SymbolTables(
       np.array(uniform_steps, np.float64),
       [fit(scalar_quantizers.uniform_quantize(mu, step)[0]) for step in uniform_steps])

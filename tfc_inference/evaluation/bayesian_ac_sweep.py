@@ -2,7 +2,8 @@
 
 `rate_distortion` codes images with every method at every setting of its grid,
 writing and decoding a real file each time: Bayesian AC (one rate penalty lambda
-per point), uniform steps, k-means levels (`coding.bayesian_ac_image`) and JPEG
+per point; with centroid decoding too where the run has centroids), uniform
+steps, k-means levels (`coding.bayesian_ac_image`) and JPEG
 at a quality setting (`jpeg.code_image`). `channel_report` says, per latent
 channel, how many bits it takes and whether it has collapsed.
 
@@ -24,7 +25,14 @@ from tfc_inference.evaluation import jpeg
 from tfc_inference.evaluation import options
 from tfc_inference.models import checkpoints
 
-ALL_METHODS = ("bayesian_ac", "uniform", "kmeans", "jpeg")
+ALL_METHODS = ("bayesian_ac", "bayesian_ac_centroids", "uniform", "kmeans", "jpeg")
+
+
+def available_methods(codec):
+  """`ALL_METHODS` less those the run's coding tables cannot code (centroid
+  decoding needs fitted centroids)."""
+  return tuple(m for m in ALL_METHODS if m != "bayesian_ac_centroids"
+               or codec.tables.centroids is not None)
 
 
 DEFAULT_JPEG_QUALITIES = options.DEFAULT_JPEG_QUALITIES
@@ -48,7 +56,7 @@ _CSV_COLUMNS = ("bpp", "psnr", "ms_ssim", "est_bpp", "mse", "kl_bpp",
 
 def rate_distortion(codec, images, lambdas=None, uniform_steps=None,
                     kmeans_levels=None, jpeg_qualities=DEFAULT_JPEG_QUALITIES,
-                    methods=ALL_METHODS, print_fn=None, image_done_fn=None):
+                    methods=None, print_fn=None, image_done_fn=None):
   """Sweeps every method's setting on every image with the one model.
 
   Args:
@@ -57,7 +65,7 @@ def rate_distortion(codec, images, lambdas=None, uniform_steps=None,
     lambdas: Bayesian AC lambdas (any values; default: the fitted grid).
     uniform_steps, kmeans_levels: subsets of the fitted grids (default: all).
     jpeg_qualities: JPEG qualities.
-    methods: subset of `ALL_METHODS`.
+    methods: subset of `ALL_METHODS` (default: `available_methods(codec)`).
     print_fn: progress messages.
     image_done_fn: called with (name, list of that image's result dicts).
   Returns:
@@ -65,6 +73,7 @@ def rate_distortion(codec, images, lambdas=None, uniform_steps=None,
     per-setting means, see `aggregate`) and `channels` (see `channel_report`).
   """
   say = print_fn or (lambda message: None)
+  methods = available_methods(codec) if methods is None else tuple(methods)
   unknown = set(methods) - set(ALL_METHODS)
   if unknown:
     raise ValueError(f"unknown method(s) {sorted(unknown)}; known: {ALL_METHODS}")
@@ -77,7 +86,8 @@ def rate_distortion(codec, images, lambdas=None, uniform_steps=None,
                      if kmeans_levels is None else kmeans_levels),
       "jpeg": list(jpeg_qualities),
   }
-  for quantizer in ("uniform", "kmeans"):  # fail before any work is done
+  settings["bayesian_ac_centroids"] = settings["bayesian_ac"]
+  for quantizer in ("uniform", "kmeans", "bayesian_ac_centroids"):  # fail early
     if quantizer in methods:
       for setting in settings[quantizer]:
         codec.table_index(quantizer, float(setting))

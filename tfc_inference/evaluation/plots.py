@@ -26,6 +26,7 @@ _OURS = {
     "bb_no_sga": ("BB without SGA [A5]", "#aec7e8"),
     "bb_plain": ("BB without iterative inference [A6]", "#c49c94"),
     "bayesian_ac": ("Bayesian AC (one VAE)", "#2ca02c"),
+    "bayesian_ac_centroids": ("Bayesian AC, centroid decoding (ours)", "#98df8a"),
     "uniform": ("Uniform quantization (same VAE)", "#98df8a"),
     "kmeans": ("k-means quantization (same VAE)", "#ff9896"),
     "jpeg": ("JPEG 4:2:0 (Pillow)", "#000000"),

@@ -135,6 +135,13 @@ register(Method("bayesian_ac", vae_methods.encode_bayesian_ac, (),
                 load_run=vae_methods.load_bayesian_ac_run,
                 description="Bayesian arithmetic coding with one bls2017_vae run "
                 "(--runs 'bls2017_vae-*'); lambda column = its rate penalty"))
+register(Method("bayesian_ac_centroids",
+                vae_methods.bayesian_ac_encoder("bayesian_ac_centroids"), (),
+                batched=False, list_runs=vae_methods.bayesian_ac_runs,
+                load_run=vae_methods.load_bayesian_ac_run,
+                description="Bayesian AC's files decoded at centroids fitted on "
+                "training latents (our extension; runs need centroids in their "
+                "coding tables); lambda column = its rate penalty"))
 register(Method("irec", vae_methods.encode_irec, (), batched=False,
                 list_runs=vae_methods.irec_runs, load_run=vae_methods.load_irec_run,
                 settings=("irec_kl_per_block", "irec_extra_samples", "irec_beams",

@@ -59,14 +59,21 @@ def load_bayesian_ac_run(name, options):
                          family="bls2017_vae", model=_codec(run, options))
 
 
-def encode_bayesian_ac(run, batch, options):
-  """Bayesian AC at `run.lmbda`; the file is decoded again by `compress`."""
-  run.model.tile_pixels = options.tile_pixels
-  results = []
-  for name, image in batch:
-    _, result, _ = run.model.compress(image, "bayesian_ac", run.lmbda, name=name)
-    results.append(dict(result, file_bpp=result["bpp"]))
-  return results
+def bayesian_ac_encoder(quantizer="bayesian_ac"):
+  """The runner's encode function of Bayesian AC at `run.lmbda`, decoded at the
+  code points ("bayesian_ac") or at the fitted centroids
+  ("bayesian_ac_centroids"); `compress` decodes each file again."""
+  def encode(run, batch, options):
+    run.model.tile_pixels = options.tile_pixels
+    results = []
+    for name, image in batch:
+      _, result, _ = run.model.compress(image, quantizer, run.lmbda, name=name)
+      results.append(dict(result, file_bpp=result["bpp"]))
+    return results
+  return encode
+
+
+encode_bayesian_ac = bayesian_ac_encoder("bayesian_ac")
 
 
 def irec_runs(options, pattern):
