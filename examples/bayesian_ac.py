@@ -23,7 +23,7 @@ compress  writes one .tfci file per input image; --quantizer uniform (--step) or
         kmeans (--levels) use the baselines on the same latents instead, and
         --quantizer bayesian_ac_centroids (--lambda) decodes Bayesian AC's symbols
         at centroids fitted on training latents (our extension; runs fitted
-        before it have no centroids: refit them with `fit`).
+        before it have none: add them with `fit RUNNAME --centroids_only`).
 decompress  reads the run name from the file header and writes a PNG.
 rd      sweeps Bayesian AC (--lambdas), uniform (--uniform_steps), k-means
         (--kmeans_levels) and JPEG (--jpeg_qualities) on INPUT; with
@@ -81,6 +81,11 @@ flags.DEFINE_list("fit_kmeans_levels",
                   "Per-channel grid sizes K of the k-means baseline.")
 flags.DEFINE_integer("prior_steps", 1000,
                      "Adam steps of the empirical prior's maximum-likelihood fit.")
+flags.DEFINE_bool("centroids_only", False,
+                  "fit: only add Bayesian AC centroids (for --quantizer "
+                  "bayesian_ac_centroids) to the run's existing coding tables, "
+                  "leaving every other table as it is (its files still change "
+                  "fingerprint).")
 flags.DEFINE_integer("fit_positions", 32768,
                      "Latent positions (random) used for symbol tables / k-means.")
 
@@ -157,8 +162,19 @@ def train():
 
 def fit(run):
   """`fit RUNNAME`: (re)fits the coding tables of a trained run."""
-  model, _, config, run_name = vae.load_run(run, common.checkpoint_dir())
+  model, tables, config, run_name = vae.load_run(run, common.checkpoint_dir())
   path = checkpoints.run_dir(run, common.checkpoint_dir())
+  if FLAGS.centroids_only:
+    if "prior/knots" not in tables:
+      raise ValueError(f"{run_name} has no coding tables to add centroids to; "
+                       "fit them without --centroids_only")
+    common.say(f"adding centroids to the coding tables of {run_name}")
+    images = [image for _, image in bi.read_images(
+        FLAGS.fit_glob or FLAGS.train_glob, FLAGS.fit_images or None, FLAGS.seed)]
+    bi.add_centroids_to_run(model, path, tables, images, config, common.say,
+                            FLAGS.fit_positions, FLAGS.seed)
+    common.say(f"coding tables written to {os.path.join(path, checkpoints.WEIGHTS_FILE)}")
+    return
   common.say(f"fitting the coding tables of {run_name}")
   _fit(model, path, config)
 

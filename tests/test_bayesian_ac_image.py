@@ -215,6 +215,12 @@ def test_centroid_decoding_codes_bayesian_ac_symbols_at_centroids(codec, run, im
     old.table_index("bayesian_ac_centroids", 1.)
   assert "bayesian_ac_centroids" not in bayesian_ac_sweep.available_methods(old)
   assert "bayesian_ac_centroids" in bayesian_ac_sweep.available_methods(codec)
+  # Adding centroids to such tables (`fit --centroids_only`) gives the ones a
+  # full fit gives, and changes nothing else.
+  added = bayesian_ac_tables.add_centroids(tables, mus, sigmas, FIT["max_rows"])
+  fitted = arrays["tables/bayesian_ac/centroids"]
+  np.testing.assert_array_equal(added["bayesian_ac/centroids"], fitted)
+  assert all(added[k] is v for k, v in tables.items())
 
 
 def test_kmeans_1d_and_zigzag():

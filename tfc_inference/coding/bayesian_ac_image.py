@@ -165,8 +165,9 @@ class ImageCodec:
       raise ValueError(f"unknown quantizer {quantizer!r}")
     if quantizer == "bayesian_ac_centroids" and self.tables.centroids is None:
       raise ValueError(f"run {self.run_name} has no Bayesian AC centroids (its "
-                       "coding tables predate them); fit them with "
-                       f"`examples/bayesian_ac.py fit {self.run_name}`")
+                       "coding tables predate them); add them with "
+                       f"`examples/bayesian_ac.py fit {self.run_name} "
+                       "--centroids_only`")
     settings = np.asarray(self.tables.settings(quantizer), np.float64)
     if quantizer in BAYESIAN_AC_QUANTIZERS:
       if not setting >= 0 or not math.isfinite(setting):
@@ -339,6 +340,24 @@ def posteriors(model, images):
     mus.append(mu[0].numpy())
     sigmas.append(sigma[0].numpy())
   return mus, sigmas
+
+
+def add_centroids_to_run(model, run_path, tables, images, config=None,
+                         print_fn=None, max_rows=32768, seed=0):
+  """Adds Bayesian AC centroids, fitted on `images`, to a run's coding `tables`
+  (its `tables/` arrays) and writes weights + tables to `run_path`; every other
+  table stays as it is. Returns the new tables dict."""
+  say = print_fn or (lambda message: None)
+  say(f"computing posteriors of {len(images)} images")
+  mus, sigmas = posteriors(model, images)
+  arrays = bayesian_ac_tables.add_centroids(tables, mus, sigmas, max_rows, seed)
+  checkpoints.save_weights(model, run_path, arrays)
+  if config is not None:
+    config.setdefault("coding_tables", {})["centroids"] = dict(
+        fit_images=len(images), max_rows=max_rows, seed=seed,
+        added_to_existing_tables=True)
+    checkpoints.write_config(run_path, config)
+  return arrays
 
 
 def fit_run(model, run_path, images, config=None, print_fn=None, **fit_kwargs):

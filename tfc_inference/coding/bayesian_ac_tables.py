@@ -421,6 +421,23 @@ def bayesian_ac_symbols(prior, mu, sigma, lmbda, max_bits=MAX_BITS, chunk=16384)
       for f in dataclasses.fields(bayesian_ac.CodePoints)])
 
 
+def add_centroids(arrays, mus, sigmas, max_rows=32768, seed=0):
+  """A copy of a run's table `arrays` with Bayesian AC centroids fitted on the
+  posteriors `mus`, `sigmas` (as `fit_coding_tables` takes them) under the
+  run's own prior and symbol tables, every other table unchanged: the
+  centroids `fit_coding_tables` with the same rows, prior and tables gives."""
+  channels = np.asarray(arrays["prior/knots"]).shape[0]
+  tables = CodingTables.from_arrays(arrays, channels)
+  mu, sigma = _subsample_rows(mus, sigmas, max_rows, np.random.default_rng(seed))
+  distributions = tables.symbol_tables["bayesian_ac"].distributions
+  centroids = []
+  for lmbda, rows in zip(tables.settings("bayesian_ac"), distributions):
+    symbols = bayesian_ac_symbols(tables.prior, mu, sigma, float(lmbda),
+                                  tables.max_bits).symbols
+    centroids.extend(fit_centroids(symbols, mu, rows))
+  return dict(arrays, **{"bayesian_ac/centroids": np.concatenate(centroids)})
+
+
 def fit_coding_tables(mus, sigmas, lambdas=DEFAULT_LAMBDAS,
                       uniform_steps=DEFAULT_UNIFORM_STEPS,
                       kmeans_levels=DEFAULT_KMEANS_LEVELS, prior_steps=1000,
