@@ -221,6 +221,9 @@ def test_centroid_decoding_codes_bayesian_ac_symbols_at_centroids(codec, run, im
   fitted = arrays["tables/bayesian_ac/centroids"]
   np.testing.assert_array_equal(added["bayesian_ac/centroids"], fitted)
   assert all(added[k] is v for k, v in tables.items())
+  with pytest.raises(checkpoints.CheckpointError, match="centroids do not match"):
+    bi.ImageCodec(model, dict(tables, **{"bayesian_ac/centroids": fitted[:-1]}),
+                  run[1])
 
 
 def test_kmeans_1d_and_zigzag():

@@ -381,8 +381,11 @@ class CodingTables:
     centroids = None
     if "bayesian_ac/centroids" in arrays:
       counts = arrays["bayesian_ac/symbol_counts"]
-      flat = np.split(arrays["bayesian_ac/centroids"].astype(np.float64),
-                      np.cumsum(counts)[:-1])
+      values = np.asarray(arrays["bayesian_ac/centroids"], np.float64)
+      if values.shape != (int(np.sum(counts)),):
+        raise checkpoints.CheckpointError(
+            "Bayesian AC centroids do not match the symbol tables")
+      flat = np.split(values, np.cumsum(counts)[:-1])
       centroids = [flat[g * channels:(g + 1) * channels]
                    for g in range(len(arrays["bayesian_ac/settings"]))]
     return cls(prior=prior, symbol_tables=symbol_tables,
