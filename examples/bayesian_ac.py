@@ -136,10 +136,15 @@ def _fit_kwargs():
               seed=FLAGS.seed)
 
 
-def _fit(model, path, config):
-  images = [image for _, image in bi.read_images(
+def _fit_images():
+  """The images the coding tables are fitted on (--fit_glob, --fit_images)."""
+  return [image for _, image in bi.read_images(
       FLAGS.fit_glob or FLAGS.train_glob, FLAGS.fit_images or None, FLAGS.seed)]
-  bi.fit_run(model, path, images, config, print_fn=common.say, **_fit_kwargs())
+
+
+def _fit(model, path, config):
+  bi.fit_run(model, path, _fit_images(), config, print_fn=common.say,
+             **_fit_kwargs())
   common.say(f"coding tables written to {os.path.join(path, checkpoints.WEIGHTS_FILE)}")
 
 
@@ -169,10 +174,8 @@ def fit(run):
       raise ValueError(f"{run_name} has no coding tables to add centroids to; "
                        "fit them without --centroids_only")
     common.say(f"adding centroids to the coding tables of {run_name}")
-    images = [image for _, image in bi.read_images(
-        FLAGS.fit_glob or FLAGS.train_glob, FLAGS.fit_images or None, FLAGS.seed)]
-    bi.add_centroids_to_run(model, path, tables, images, config, common.say,
-                            FLAGS.fit_positions, FLAGS.seed)
+    bi.add_centroids_to_run(model, path, tables, _fit_images(), config,
+                            common.say, FLAGS.fit_positions, FLAGS.seed)
     common.say(f"coding tables written to {os.path.join(path, checkpoints.WEIGHTS_FILE)}")
     return
   common.say(f"fitting the coding tables of {run_name}")

@@ -130,7 +130,7 @@ register(Method("bb_plain", hyperprior_methods.bits_back_encoder("bb_plain", Fal
 register(Method("jpeg", jpeg.encode, (), batched=False,
                 list_runs=jpeg.list_runs, load_run=jpeg.load_run,
                 description="tf.io.encode_jpeg, 4:2:0; lambda column = quality"))
-register(Method("bayesian_ac", vae_methods.encode_bayesian_ac, (),
+register(Method("bayesian_ac", vae_methods.bayesian_ac_encoder("bayesian_ac"), (),
                 batched=False, list_runs=vae_methods.bayesian_ac_runs,
                 load_run=vae_methods.load_bayesian_ac_run,
                 description="Bayesian arithmetic coding with one bls2017_vae run "

@@ -73,9 +73,6 @@ def bayesian_ac_encoder(quantizer="bayesian_ac"):
   return encode
 
 
-encode_bayesian_ac = bayesian_ac_encoder("bayesian_ac")
-
-
 def irec_runs(options, pattern):
   """bls2017_vae runs matching `pattern` (default: all), one point each."""
   return _vae_runs(options_lib.checkpoint_root(options), pattern or "bls2017_vae-*")
