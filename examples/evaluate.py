@@ -191,7 +191,7 @@ def run_command():
   for method in FLAGS.method:
     registry.get_method(method)
   from tfc_inference.models import frozen  # pylint: disable=import-outside-toplevel
-  frozen.warn_if_emulated(
+  frozen.warn_if_slow_bfloat16(
       options.compute_dtype,
       lambda message: print(f"warning: {message}", file=sys.stderr, flush=True))
   for method in FLAGS.method:

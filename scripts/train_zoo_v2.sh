@@ -98,7 +98,9 @@ BASE_LATENTS=192
 # Kodak loss 4.2310, 2000 steps: 4.0201 vs 3.9979). On AMD EPYC machines it ran
 # 1.4x the steps/s, so float32 is the default; on Intel Xeons with AMX-BF16 it
 # runs 2x per core (2.23 -> 4.35 steps/s at 256x256 x 2, M = 192): set
-# COMPUTE_DTYPE=bfloat16 there (see checkpoints/README.md).
+# COMPUTE_DTYPE=bfloat16 there (see checkpoints/README.md). On Intel Xeons with
+# AVX512-BF16 but no AMX it ran slower (0.96 against 1.36 steps/s, N = 128):
+# keep float32 there (the trainer warns).
 COMPUTE_DTYPE=${COMPUTE_DTYPE:-float32}
 COMMON=(--patchsize 256 --batchsize 2 --train_glob "$TRAIN_GLOB"
         --train_compute_dtype "$COMPUTE_DTYPE")

@@ -273,14 +273,36 @@ def test_noisy_normal_log_prob_equals_tfc(scale):
 def test_bfloat16_on_a_cpu_without_it_warns_once(monkeypatch):
   assert frozen.native_bfloat16() in (True, False, None)  # this machine's
   messages = []
-  monkeypatch.setattr(frozen, "_warned_emulated", [])
+  monkeypatch.setattr(frozen, "_warned_slow", [])
   monkeypatch.setattr(frozen, "native_bfloat16", lambda: False)
-  assert frozen.warn_if_emulated("float32", messages.append) is None
-  assert "emulated" in frozen.warn_if_emulated("bfloat16", messages.append)
-  frozen.warn_if_emulated("bfloat16", messages.append)
+  assert frozen.warn_if_slow_bfloat16("float32", messages.append) is None
+  assert "emulated" in frozen.warn_if_slow_bfloat16("bfloat16", messages.append)
+  frozen.warn_if_slow_bfloat16("bfloat16", messages.append)
   assert len(messages) == 1
-  monkeypatch.setattr(frozen, "_warned_emulated", [])
-  for native in (True, None):  # native, or unknown (no /proc/cpuinfo)
-    monkeypatch.setattr(frozen, "native_bfloat16", lambda native=native: native)
-    assert frozen.warn_if_emulated("bfloat16", messages.append) is None
-  assert len(messages) == 1
+
+
+@pytest.mark.parametrize("features, slow", [
+    (("AuthenticAMD", {"avx512f", "avx512_bf16"}), False),
+    (("GenuineIntel", {"avx512f", "avx512_bf16", "amx_bf16"}), False),
+    (("GenuineIntel", {"avx512f", "avx512_bf16"}), True),
+    (("GenuineIntel", {"avx512f"}), True),
+    (None, False),  # no /proc/cpuinfo: unknown, no warning
+])
+def test_bfloat16_warns_on_cpus_where_it_measured_slower(monkeypatch, features,
+                                                         slow):
+  monkeypatch.setattr(frozen, "_warned_slow", [])
+  monkeypatch.setattr(frozen, "cpu_features", lambda: features)
+  messages = []
+  message = frozen.warn_if_slow_bfloat16("bfloat16", messages.append)
+  assert (message is not None) == slow
+  assert messages == ([message] if slow else [])
+  assert frozen.warn_if_slow_bfloat16("float32", messages.append) is None
+
+
+def test_cpu_features_reads_vendor_and_flags():
+  info = frozen.cpu_features()
+  if info is not None:  # Linux
+    vendor, features = info
+    assert isinstance(vendor, str) and isinstance(features, set)
+    assert frozen.native_bfloat16() == bool(
+        features & {"avx512_bf16", "amx_bf16"})

@@ -38,7 +38,7 @@ def train_run(name, make_model, fields):
   loss). Returns (run directory, config, model).
   """
   checkpoints.check_run_name(name)
-  frozen.warn_if_emulated(FLAGS.train_compute_dtype, common.warn)
+  frozen.warn_if_slow_bfloat16(FLAGS.train_compute_dtype, common.warn)
   # Before any TF op: the mirrored strategy may have to split the CPU first.
   strategy = distribution.make_strategy(FLAGS.strategy, FLAGS.cpu_replicas)
   distribution.check_global_batch(strategy, FLAGS.batchsize)

@@ -124,8 +124,10 @@ def define_train_flags(default_prefix, with_lambda=True, run_name_help=None):
   flags.DEFINE_enum(
       "train_compute_dtype", "float32", ["float32", "bfloat16"],
       "Dtype of the analysis and synthesis transforms inside the training step "
-      "(weights, entropy models and rates stay float32). bfloat16 is about 1.4x "
-      "faster on CPUs with AVX512-BF16 and emulated (slow) without.")
+      "(weights, entropy models and rates stay float32). bfloat16 is about 1.4-2x "
+      "faster with AMX-BF16 or on AMD's AVX512-BF16, slower on Intel CPUs with "
+      "AVX512-BF16 but no AMX, and emulated (slow) without either; a warning "
+      "says when this CPU is of a slow kind.")
   flags.DEFINE_integer("log_every", 100, "Print/log training progress every N steps.")
   flags.DEFINE_integer("save_every", 500,
                        "Write a resumable checkpoint every N steps.")
@@ -246,16 +248,17 @@ def define_compute_dtype_flag():
   flags.DEFINE_enum(
       "compute_dtype", "float32", ["float32", "bfloat16"],
       "Dtype of the synthesis inside the relaxed objective. bfloat16 is faster "
-      "on CPUs with AVX512-BF16 (see results/speed/) and several times slower "
-      "on CPUs without it (a warning says so); the true loss, the rounded "
+      "with AMX-BF16 or on AMD's AVX512-BF16 (see results/speed/), slower on "
+      "Intel CPUs with AVX512-BF16 but no AMX and several times slower without "
+      "either (a warning says so); the true loss, the rounded "
       "latents and the file are float32 either way, so files decode exactly.")
 
 
 def compute_dtype():
-  """--compute_dtype, after warning (before any long work) if this CPU would
-  emulate it."""
+  """--compute_dtype, after warning (before any long work) if this CPU runs
+  it slower than float32."""
   from tfc_inference.models import frozen  # pylint: disable=import-outside-toplevel
-  frozen.warn_if_emulated(FLAGS.compute_dtype, warn)
+  frozen.warn_if_slow_bfloat16(FLAGS.compute_dtype, warn)
   return FLAGS.compute_dtype
 
 

@@ -32,7 +32,7 @@ import tensorflow_compression as tfc
 DTYPES = ("float32", "bfloat16")
 # CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic.
 _BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-_warned_emulated = []
+_warned_slow = []
 
 
 def check_dtype(dtype):
@@ -42,32 +42,66 @@ def check_dtype(dtype):
 
 
 @functools.lru_cache(maxsize=None)
+def cpu_features():
+  """(vendor id, set of flags) of this CPU from /proc/cpuinfo, for example
+  ("AuthenticAMD", {"avx512_bf16", ...}); None where that cannot be read."""
+  vendor, features = "", None
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() == "vendor_id" and not vendor:
+          vendor = value.strip()
+        elif key.strip() == "flags" and features is None:
+          features = set(value.split())
+        if vendor and features is not None:
+          break
+  except OSError:
+    return None
+  return None if features is None else (vendor, features)
+
+
 def native_bfloat16():
   """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16):
   True or False from /proc/cpuinfo, None where that cannot be read. Without it
   oneDNN emulates bfloat16 convolutions: on a 2-core AVX2 machine the synthesis
   forward pass plus gradient took 2.2 s in bfloat16 against 0.27 s in float32."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("flags"):
-          return any(flag in line.split() for flag in _BFLOAT16_CPU_FLAGS)
-  except OSError:
-    pass
+  info = cpu_features()
+  return None if info is None else bool(info[1] & set(_BFLOAT16_CPU_FLAGS))
+
+
+def slow_bfloat16_reason():
+  """Why bfloat16 transforms would run slower than float32 on this CPU, or None
+  where they ran faster on CPUs of its kind (or the CPU is unknown).
+
+  Measured (one core, 5x5 64->64 convolution / one SGA iteration on a Kodak
+  image): AMX-BF16 (Intel) and AVX512-BF16 on AMD EPYC ran bfloat16 about 2x
+  faster than float32; AVX512-BF16 on an Intel Xeon without AMX ran it slower
+  (oneDNN's avx512_core_bf16 kernels: 107 against 141 GFLOP/s, SGA 0.40 against
+  0.24 s/iteration); without either flag oneDNN emulates it (about 8x slower)."""
+  if native_bfloat16() is False:
+    return ("this CPU has no native bfloat16 (no avx512_bf16 or amx_bf16 "
+            "flag): bfloat16 runs emulated, several times slower than float32")
+  info = cpu_features()
+  if (info is not None and info[0] == "GenuineIntel" and
+      "amx_bf16" not in info[1]):
+    return ("this Intel CPU has avx512_bf16 but no amx_bf16: bfloat16 "
+            "convolutions measured about 1.3-1.7x slower than float32 on such "
+            "CPUs (compare with benchmarks/speed.py --compute_dtype)")
   return None
 
 
-def warn_if_emulated(compute_dtype, warn=None):
-  """Warns once per process when `compute_dtype` is bfloat16 on a CPU without
-  native bfloat16 (`native_bfloat16()` is False), through `warn(message)` or
-  `warnings.warn`. Returns the message, or None."""
-  if compute_dtype != "bfloat16" or native_bfloat16() is not False:
+def warn_if_slow_bfloat16(compute_dtype, warn=None):
+  """Warns once per process when `compute_dtype` is bfloat16 and
+  `slow_bfloat16_reason()` says this CPU runs it slower than float32, through
+  `warn(message)` or `warnings.warn`. Returns the message, or None."""
+  if compute_dtype != "bfloat16":
     return None
-  message = ("this CPU has no native bfloat16 (no avx512_bf16 or amx_bf16 "
-             "flag): --compute_dtype bfloat16 runs emulated, several times "
-             "slower than float32")
-  if not _warned_emulated:
-    _warned_emulated.append(True)
+  message = slow_bfloat16_reason()
+  if message is None:
+    return None
+  if not _warned_slow:
+    _warned_slow.append(True)
     if warn is None:
       warnings.warn(message, RuntimeWarning, stacklevel=3)
     else:
@@ -80,7 +114,7 @@ def inference_transforms(model, compute_dtype="float32"):
   (synthesis, hyper-synthesis) in float32, equal to the layers bit for bit (for
   rates, true losses and anything a decoder repeats), and the relaxed
   objective's synthesis in `compute_dtype` (the float32 one when that is float32)."""
-  warn_if_emulated(compute_dtype)
+  warn_if_slow_bfloat16(compute_dtype)
   exact = (FrozenTransform(model.synthesis_transform),
            FrozenTransform(model.hyper_synthesis_transform))
   relaxed = (exact[0] if compute_dtype == "float32" else
