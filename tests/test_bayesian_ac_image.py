@@ -177,6 +177,15 @@ def test_centroid_decoding_codes_bayesian_ac_symbols_at_centroids(codec, run, im
                                              posterior=posterior)
     # The same symbols and bits; only the reconstruction differs.
     np.testing.assert_array_equal(quantized.symbols, plain[2].symbols)
+    # A sweep's shortcut (centroids on the symbols it has) quantizes the same.
+    reused = codec.with_centroids(plain[2])
+    np.testing.assert_array_equal(reused.values, quantized.values)
+    assert reused.table_index == quantized.table_index
+    assert codec.compress(image, "bayesian_ac_centroids", lmbda,
+                          posterior=posterior, quantized=reused)[0] == data
+    with pytest.raises(ValueError, match="not bayesian_ac_centroids"):
+      codec.compress(image, "bayesian_ac_centroids", lmbda, posterior=posterior,
+                     quantized=plain[2])
     assert len(data) == len(plain[0]) and result["lmbda"] == lmbda
     decoded, info = codec.decode(data)
     assert info["quantizer"] == "bayesian_ac_centroids"

@@ -201,6 +201,18 @@ class ImageCodec:
       raise ValueError(f"unknown quantizer {quantizer!r}")
     return Quantized(quantizer, float(setting), index, symbols, values)
 
+  def with_centroids(self, quantized):
+    """Bayesian AC's `quantized` as "bayesian_ac_centroids" would quantize it:
+    the same symbols (Algorithm 1 is not run again), centroid values."""
+    if quantized.quantizer != "bayesian_ac":
+      raise ValueError(f"only bayesian_ac symbols take centroids, not "
+                       f"{quantized.quantizer}")
+    index = self.table_index("bayesian_ac_centroids", quantized.setting)
+    values = self.centroid_lookup(index).values(quantized.symbols,
+                                                quantized.values)
+    return Quantized("bayesian_ac_centroids", quantized.setting, index,
+                     quantized.symbols, values)
+
   def centroid_lookup(self, table_index):
     """The `CentroidLookup` of a Bayesian AC table, built once per codec."""
     if table_index not in self._centroid_lookups:
@@ -273,9 +285,12 @@ class ImageCodec:
     image = self.reconstruct(values, compressed.image_shape, compressed.tile)
     return image, dict(quantizer=quantizer, setting=setting, values=values)
 
-  def compress(self, image, quantizer, setting, posterior=None, name=None):
+  def compress(self, image, quantizer, setting, posterior=None, name=None,
+               quantized=None):
     """Encodes one image, decodes the file as a receiver would, and measures it.
 
+    `posterior` and `quantized` (what `quantize(posterior, quantizer, setting)`
+    returns, e.g. from `with_centroids`) skip work a sweep has already done.
     Raises `CodingError` unless the decoded latents equal the encoded ones (so
     the decoded image equals the encoder's reconstruction). Returns (bytes,
     result dict, Quantized).
@@ -283,7 +298,11 @@ class ImageCodec:
     start = time.time()
     if posterior is None:
       posterior = self.analyze(image)
-    quantized = self.quantize(posterior, quantizer, setting)
+    if quantized is None:
+      quantized = self.quantize(posterior, quantizer, setting)
+    elif (quantized.quantizer, quantized.setting) != (quantizer, float(setting)):
+      raise ValueError(f"quantized holds {quantized.quantizer} at "
+                       f"{quantized.setting:g}, not {quantizer} at {setting:g}")
     data = self.encode(posterior, quantized)
     seconds = time.time() - start
     start = time.time()

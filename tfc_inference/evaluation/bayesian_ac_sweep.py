@@ -100,14 +100,20 @@ def rate_distortion(codec, images, lambdas=None, uniform_steps=None,
   for name, image in images:
     posterior = codec.analyze(image)
     image_results = []
+    symbols_at = {}  # lambda -> Bayesian AC's Quantized, reused for centroids
     for method in methods:
       for setting in settings[method]:
         if method == "jpeg":
           result = jpeg_point(image, setting, name)
         else:
+          reused = symbols_at.get(float(setting))
+          reused = (codec.with_centroids(reused)
+                    if method == "bayesian_ac_centroids" and reused else None)
           _, result, quantized = codec.compress(image, method, float(setting),
-                                                posterior=posterior, name=name)
+                                                posterior=posterior, name=name,
+                                                quantized=reused)
           if method == "bayesian_ac":
+            symbols_at[float(setting)] = quantized
             i = lambdas.index(float(setting))
             bits[i] += bayesian_ac_tables.channel_bits(
                 quantized.symbols,
