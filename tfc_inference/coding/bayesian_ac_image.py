@@ -183,14 +183,15 @@ class ImageCodec:
     return int(matches[0])
 
   def quantize(self, posterior, quantizer, setting):
+    if quantizer == "bayesian_ac_centroids":
+      self.table_index(quantizer, setting)  # fails before Algorithm 1 runs
+      return self.with_centroids(self.quantize(posterior, "bayesian_ac", setting))
     index = self.table_index(quantizer, setting)
-    if quantizer in BAYESIAN_AC_QUANTIZERS:
+    if quantizer == "bayesian_ac":
       points = bayesian_ac_tables.bayesian_ac_symbols(
           self.tables.prior, posterior.mu, posterior.sigma, float(setting),
           self.tables.max_bits)
       symbols, values = points.symbols, points.values
-      if quantizer == "bayesian_ac_centroids":
-        values = self.centroid_lookup(index).values(symbols, values)
     elif quantizer == "uniform":
       symbols, values = scalar_quantizers.uniform_quantize(
           posterior.mu, float(self.tables.settings("uniform")[index]))
