@@ -98,8 +98,10 @@ def readme_table(root):
     k = c.get("kodak", {})
     fmt = lambda key, f: (f.format(k[key]) if key in k else "-")  # noqa: E731
     note = "" if run in on_curves else " (smaller model, off the curve)"
+    # Bits-back runs whose q(z | y_hat) was refitted after training.
+    steps = f"{c.get('steps', '-')}" + (" + q refit" if c.get("posterior_refit") else "")
     lines.append(
-        f"| `{run}`{note} | {c['model_class']} | {c['lmbda']:g} | {c.get('steps', '-')} | "
+        f"| `{run}`{note} | {c['model_class']} | {c['lmbda']:g} | {steps} | "
         f"{c.get('patchsize', '-')} x {c.get('batchsize', '-')} | "
         f"{fmt('bpp', '{:.4f}')} | {fmt('net_bpp', '{:.4f}')} | "
         f"{fmt('psnr', '{:.2f}')} | {fmt('ms_ssim', '{:.4f}')} |")
@@ -159,7 +161,7 @@ def zoo_checks(curves):
                  f"increasing in lambda (" + ", ".join(
                      f"{l:g}: {r:.3f}" for (l, _), r in zip(points, rates)) + ").")
   if curves.get("mbt2018_bb"):
-    lines.append("- mbt2018_bb net bpp after bits back (amortized q(z|y), z on a "
+    lines.append("- mbt2018_bb net bpp after bits back (amortized q(z | y_hat), z on a "
                  "1/32 grid, random side information): " + ", ".join(
                      f"{l:g}: {k['net_bpp']:.3f} (file {k['bpp']:.3f})"
                      for l, k in curves["mbt2018_bb"]) + ".")

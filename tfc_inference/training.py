@@ -214,6 +214,8 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
       return
     checkpoints.save_weights(model, run_path)
     config.update(steps=int(step.numpy()))
+    # Trained weights replace a refitted q(z | y_hat) (`posterior_refit`).
+    config.pop("posterior_refit", None)
     if leg is not None:  # interrupted runs record the step they reached
       leg["to_step"] = int(step.numpy())
     checkpoints.write_config(run_path, config)

@@ -4,6 +4,7 @@
 supplies how it turns a padded image batch into quantized latents.
 """
 
+import glob as glob_lib
 import os
 import time
 
@@ -54,6 +55,9 @@ def train_run(name, make_model, fields):
     raise checkpoints.CheckpointError(
         f"{path} holds a {config.get('model')} run with num_filters, num_latents "
         f"= {sizes(config)}; pick another --run_name")
+  if config.get("posterior_refit"):
+    common.warn(f"{name}: training replaces its refitted q(z | y_hat); run "
+                "refit_posterior again when training ends")
   init_arrays, init_name, initial_step = None, None, 0
   resumable = os.path.isdir(os.path.join(path, "train"))
   if FLAGS.init_from:
@@ -120,6 +124,41 @@ def train(prefix):
             lambda: cls(lmbda=lmbda, num_filters=FLAGS.num_filters,
                         num_latents=num_latents),
             fields)
+
+
+def refit_posterior(run):
+  """`refit_posterior RUNNAME`: fits a bits-back run's amortized q(z | y_hat) to
+  the rounded latents of --refit_crops training crops (`posterior_refit`) and
+  writes the run's weights.npz again. Its analysis, synthesis, hyper-synthesis,
+  p(z) and coding tables stay as they were; config.json records the refit (and
+  drops the Kodak numbers, which no longer describe the weights)."""
+  from tfc_inference import posterior_refit  # pylint: disable=import-outside-toplevel
+  if not glob_lib.glob(FLAGS.train_glob):
+    raise image_io.ImageError(f"--train_glob {FLAGS.train_glob!r} matches no files")
+  if FLAGS.refit_crops <= FLAGS.refit_held_out:
+    raise checkpoints.CheckpointError(
+        f"--refit_crops ({FLAGS.refit_crops}) must exceed --refit_held_out "
+        f"({FLAGS.refit_held_out})")
+  model, config, run_name = load_model(run, ["mbt2018_bb"])
+  path = checkpoints.run_dir(run, common.checkpoint_dir())
+  training.seed_everything(FLAGS.seed)
+  dataset, num_files = training.make_dataset(
+      FLAGS.train_glob, FLAGS.patchsize, 8, FLAGS.seed)
+  common.say(f"refitting q(z | y_hat) of {run_name} (step {config.get('steps')}) "
+             f"on {FLAGS.refit_crops} crops of {FLAGS.patchsize}x"
+             f"{FLAGS.patchsize} from {num_files} images")
+  latents = posterior_refit.rounded_latents(model, dataset, FLAGS.refit_crops)
+  record = posterior_refit.refit_posterior(
+      model, latents, FLAGS.refit_steps, lr=FLAGS.refit_lr,
+      batchsize=FLAGS.refit_batchsize, held_out=FLAGS.refit_held_out,
+      seed=FLAGS.seed, print_fn=common.say)
+  record.update(at_step=config.get("steps"), patchsize=FLAGS.patchsize,
+                train_data=FLAGS.train_glob, seed=FLAGS.seed)
+  checkpoints.save_weights(model, path)
+  config.setdefault("posterior_refit", []).append(record)
+  config.pop("kodak", None)
+  checkpoints.write_config(path, config)
+  common.say(f"wrote {os.path.join(path, checkpoints.WEIGHTS_FILE)}")
 
 
 def load_model(run, families):

@@ -225,6 +225,21 @@ def define_bits_back_flags():
       "it passes its checksum).")
 
 
+def define_posterior_refit_flags():
+  """Flags of `refit_posterior` (with the train flags' --train_glob,
+  --patchsize and --seed)."""
+  flags.DEFINE_integer("refit_steps", 2000,
+                       "refit_posterior: Adam steps on the hyper-analysis.")
+  flags.DEFINE_float("refit_lr", 1e-4, "refit_posterior: Adam learning rate.")
+  flags.DEFINE_integer("refit_batchsize", 16,
+                       "refit_posterior: rounded latents per step.")
+  flags.DEFINE_integer(
+      "refit_crops", 1024,
+      "refit_posterior: training crops (--patchsize) whose rounded latents it "
+      "fits to, --refit_held_out of them held out to report the net rate.")
+  flags.DEFINE_integer("refit_held_out", 128,
+                       "refit_posterior: crops held out of the fit.")
+
 def define_schedule_scale_flag():
   flags.DEFINE_float(
       "schedule_scale", None,
