@@ -103,8 +103,11 @@ BASE_LATENTS=192
 # AVX512-BF16 but no AMX it ran slower (0.96 against 1.36 steps/s, N = 128):
 # keep float32 there (the trainer warns).
 COMPUTE_DTYPE=${COMPUTE_DTYPE:-float32}
+# What the synthesis reconstructs from in training (--train_synthesis_input):
+# noisy (y plus uniform noise) or rounded (the decoder's y_hat, straight-through).
+SYNTHESIS_INPUT=${SYNTHESIS_INPUT:-noisy}
 COMMON=(--patchsize 256 --batchsize 2 --train_glob "$TRAIN_GLOB"
-        --train_compute_dtype "$COMPUTE_DTYPE")
+        --train_compute_dtype "$COMPUTE_DTYPE" --train_synthesis_input "$SYNTHESIS_INPUT")
 
 # "steps v2" of a run: its trained steps and whether its weights are a v2 lineage
 # (a leg at 256x256 in lr_schedule); "0 v1" if it has no config yet.

@@ -31,12 +31,13 @@ FLAGS = flags.FLAGS
 FILE_SUFFIX = ".tfci"
 
 
-def train_run(name, make_model, fields):
+def train_run(name, make_model, fields, leg_details=None):
   """Trains (or resumes) run `name` of the model `make_model()` builds, with the
   training flags (`--strategy` decides where; the model is built in its scope).
 
   `fields` are the model-specific entries of config.json (model family, sizes,
-  loss). Returns (run directory, config, model).
+  loss); `leg_details` model-specific settings of this leg for its `lr_schedule`
+  entry. Returns (run directory, config, model).
   """
   checkpoints.check_run_name(name)
   frozen.warn_if_slow_bfloat16(FLAGS.train_compute_dtype, common.warn)
@@ -104,7 +105,8 @@ def train_run(name, make_model, fields):
                  compute_dtype=FLAGS.train_compute_dtype,
                  leg_details=dict(patchsize=FLAGS.patchsize,
                                   batchsize=FLAGS.batchsize,
-                                  compute_dtype=FLAGS.train_compute_dtype),
+                                  compute_dtype=FLAGS.train_compute_dtype,
+                                  **(leg_details or {})),
                  log_every=FLAGS.log_every, save_every=FLAGS.save_every,
                  strategy=strategy)
   return path, config, model
@@ -122,8 +124,10 @@ def train(prefix):
   train_run(FLAGS.run_name or hyperprior.run_name(
                 prefix, FLAGS.num_filters, lmbda, num_latents),
             lambda: cls(lmbda=lmbda, num_filters=FLAGS.num_filters,
-                        num_latents=num_latents),
-            fields)
+                        num_latents=num_latents,
+                        train_synthesis_input=FLAGS.train_synthesis_input),
+            fields,
+            leg_details=dict(synthesis_input=FLAGS.train_synthesis_input))
 
 
 def refit_posterior(run):

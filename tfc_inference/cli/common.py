@@ -99,6 +99,12 @@ def define_train_flags(default_prefix, with_lambda=True, run_name_help=None):
         "Channels of y when wider than --num_filters (Minnen et al.: 320 at high "
         "rates). --init_from a narrower run embeds its weights (see "
         "widening.widen). Default: --num_filters.")
+    flags.DEFINE_enum(
+        "train_synthesis_input", "noisy", ["noisy", "rounded"],
+        "What the synthesis transform reconstructs from in a training step: "
+        "noisy (y plus uniform noise, as tfc trains) or rounded (the y_hat the "
+        "decoder gets, with a straight-through gradient; the rate stays on the "
+        "noisy y). Recorded in each leg of lr_schedule.")
   flags.DEFINE_string("train_glob", "../shared/data/train/*",
                       "Glob of training images (PNG/JPEG).")
   flags.DEFINE_integer("batchsize", 8,

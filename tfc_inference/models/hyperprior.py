@@ -53,6 +53,11 @@ def masked_mean_square(error, valid_shape=None):
   return mse, num_pixels
 
 
+def straight_through(y, y_hat):
+  """`y_hat` in the forward pass, the identity's gradient w.r.t. `y` backward."""
+  return y + tf.stop_gradient(y_hat - y)
+
+
 class HyperpriorModel(weights.NamedWeightsMixin, tiling.TiledTransformsMixin,
                       tf.keras.Model):
   """Common training and coding logic. Subclasses define the hyper-latent path.
@@ -64,14 +69,23 @@ class HyperpriorModel(weights.NamedWeightsMixin, tiling.TiledTransformsMixin,
     num_latents: channels of y (M; default N). The bottleneck: at N = M = 64, y
       holds a quarter of a value per pixel, which caps the quality the transforms
       reach at high rates (Minnen et al. use M = 320 there).
+    train_synthesis_input: what the synthesis reconstructs from in a training
+      step: "noisy" (y plus uniform noise, as tfc trains) or "rounded" (the y_hat
+      the decoder gets, with a straight-through gradient, so the decoder learns
+      the latents it will decode; the rate term stays on the noisy y).
   """
 
   name_prefix = None
   hyper_analysis_input_abs = False
   y_grid_uses_loc = False
 
-  def __init__(self, lmbda, num_filters, num_latents=None, **kwargs):
+  def __init__(self, lmbda, num_filters, num_latents=None,
+               train_synthesis_input="noisy", **kwargs):
     super().__init__(**kwargs)
+    if train_synthesis_input not in ("noisy", "rounded"):
+      raise ValueError("train_synthesis_input must be 'noisy' or 'rounded', not "
+                       f"{train_synthesis_input!r}")
+    self.train_synthesis_input = train_synthesis_input
     self.lmbda = float(lmbda)
     self.num_filters = int(num_filters)
     self.num_latents = int(num_latents or num_filters)
@@ -214,6 +228,8 @@ class RangeCodedHyperprior(HyperpriorModel):
     z_tilde, bits_z = self.z_train_model(z, training=training)
     loc, indexes = self._split_conditional(self.hyper_synthesis_transform(z_tilde))
     y_tilde, bits_y = self.relaxed_y(y, indexes, loc, training)
+    if training and self.train_synthesis_input == "rounded":
+      y_tilde = straight_through(y, self.quantize_y(y, loc))
     x_tilde = self.synthesis_transform(y_tilde)
     return self._finish_rd(x, x_tilde, bits_y + bits_z)
 
@@ -449,6 +465,8 @@ class BitsBackHyperprior(HyperpriorModel):
     bits_z = self.z_net_bits(z, mean, log_var)
     loc, indexes = self.y_conditional(z, tf.shape(y)[1:3])
     y_tilde, bits_y = self.relaxed_y(y, indexes, loc, training)
+    if training and self.train_synthesis_input == "rounded":
+      y_tilde = straight_through(y, tf.round(y))  # bits-back codes y on the integers
     x_tilde = self.synthesis_transform(y_tilde)
     return self._finish_rd(x, x_tilde, bits_y + bits_z)
 
