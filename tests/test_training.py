@@ -166,6 +166,7 @@ def test_continuing_from_exported_weights_keeps_counting_and_logs_legs(tmp_path)
                  print_fn=lines.append)
   assert "continuing at step 10" in lines
   assert any(line.startswith("step 12/14") for line in lines)
+  assert not any(line.startswith("note:") for line in lines)
   with open(os.path.join(fresh, "config.json")) as f:
     saved = json.load(f)
   assert saved["steps"] == 14 and "posterior_refit" not in saved
@@ -180,6 +181,13 @@ def test_continuing_from_exported_weights_keeps_counting_and_logs_legs(tmp_path)
   with pytest.raises(ValueError, match="at step 14 already"):
     training.train(continued, str(tmp_path / "again"), _dataset(), 14, 1e-3,
                    config=dict(saved), initial_step=14, print_fn=lambda m: None)
+  # The default decay (80% of last_step) behind the leg's start is announced.
+  lines.clear()
+  training.train(continued, str(tmp_path / "late"), _dataset(), 16, 1e-3,
+                 config=dict(saved), initial_step=14, log_every=2,
+                 print_fn=lines.append)
+  assert any(line.startswith("note: the learning rate drops to 0.0001 at step 12,")
+             for line in lines)
 
 
 

@@ -178,9 +178,17 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
       raise ValueError(f"the run is at step {initial_step} already; set "
                        f"--last_step above it to train more")
   leg = None
-  if int(step.numpy()) < last_step:
-    leg = record_leg(config, training_leg(int(step.numpy()), last_step, lr,
+  start = int(step.numpy())
+  if start < last_step:
+    leg = record_leg(config, training_leg(start, last_step, lr,
                                           decay_at, **(leg_details or {})))
+    if decay_step(last_step, decay_at) <= start:
+      # A run continued from its own weights easily gets the default decay
+      # (80% of last_step) behind its start, and would silently train at lr/10.
+      print_fn(f"note: the learning rate drops to {lr / 10:g} at step "
+               f"{decay_step(last_step, decay_at)}, before this leg starts at "
+               f"step {start}: the whole leg trains at {lr / 10:g} (set "
+               "--decay_at to move the drop)")
 
   replicas = strategy.num_replicas_in_sync
 
