@@ -86,6 +86,20 @@ def evaluate_run(run, root, on_curves):
   return config, means
 
 
+def drop_off_curve_results(root, on_curves, results_dir):
+  """Removes the per-image results of shipped runs that are off the curves (a
+  wider run of their lambda replaced them): the runner builds a family's CSV from
+  every run folder under `results_dir/FAMILY/`, so a replaced run's old files
+  would be averaged into its lambda's row."""
+  for run in checkpoints.list_runs(root):
+    family = run.split("-")[0]
+    path = os.path.join(results_dir, family, run)
+    if (family in hyperprior.MODEL_CLASSES and run not in on_curves
+        and os.path.isdir(path)):
+      shutil.rmtree(path)
+      print(f"removed {path}: {run} is off the curve")
+
+
 def readme_table(root):
   lines = ["| run | model | lambda | steps | patch x batch | Kodak bpp | net bpp "
            "| PSNR (dB) | MS-SSIM |", "| --- | --- | --- | --- | --- | --- | --- "
@@ -190,6 +204,7 @@ def main(argv):
   runs = FLAGS.runs or [r for r in checkpoints.list_runs(root)
                        if r.split("-")[0] in hyperprior.MODEL_CLASSES]
   on_curves = checkpoints.curve_runs(root)
+  drop_off_curve_results(root, on_curves, FLAGS.results_dir)
   for run in runs:
     start = time.time()
     config, means = evaluate_run(run, root, on_curves)
