@@ -182,11 +182,12 @@ def train(model, run_path, dataset, last_step, lr, *, config, init_arrays=None,
   if start < last_step:
     leg = record_leg(config, training_leg(start, last_step, lr,
                                           decay_at, **(leg_details or {})))
-    if decay_step(last_step, decay_at) <= start:
+    decay = leg["decay_at"]
+    if decay <= start:
       # A run continued from its own weights easily gets the default decay
       # (80% of last_step) behind its start, and would silently train at lr/10.
       print_fn(f"note: the learning rate drops to {lr / 10:g} at step "
-               f"{decay_step(last_step, decay_at)}, before this leg starts at "
+               f"{decay}, before this leg starts at "
                f"step {start}: the whole leg trains at {lr / 10:g} (set "
                "--decay_at to move the drop)")
 
