@@ -24,7 +24,7 @@ from tfc_inference.util import synthetic
 def main(run_root):
   mirrored = distribution.make_strategy("mirrored", cpu_replicas=2)
   default = tf.distribute.get_strategy()
-  tf.random.set_seed(0)
+  tf.keras.utils.set_random_seed(0)
   single = hyperprior.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
   single.build_all()
   with mirrored.scope():

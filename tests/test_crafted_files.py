@@ -188,7 +188,7 @@ def mutations(data, rng):
 @pytest.mark.slow
 def test_crafted_files_fail_cleanly_or_decode_exactly(checkpoint_dir, run_names,
                                                       bayesian_ac_run):
-  tf.random.set_seed(0)
+  tf.keras.utils.set_random_seed(0)
   loader = Loader([(checkpoint_dir, False), (bayesian_ac_run[0], True)])
   rng = np.random.default_rng(1234)
   outcomes = {"rejected": 0, "decoded": 0}

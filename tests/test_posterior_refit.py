@@ -31,7 +31,7 @@ def crops(count, seed=0):
 def test_refit_lowers_the_net_rate_and_changes_only_the_hyper_analysis(
     checkpoint_dir, run_names, test_image):
   model, _, run_name = checkpoints.load_run(run_names["mbt2018_bb"], checkpoint_dir)
-  tf.random.set_seed(0)
+  tf.keras.utils.set_random_seed(0)
   latents = posterior_refit.rounded_latents(model, crops(48), 48)
   assert latents.shape == (48, 4, 4, model.num_latents)
   np.testing.assert_array_equal(latents, np.round(latents))
@@ -40,9 +40,10 @@ def test_refit_lowers_the_net_rate_and_changes_only_the_hyper_analysis(
                                            batchsize=8, held_out=8,
                                            print_fn=lambda m: None)
   assert record["crops"] == 40 and record["steps"] == 150
-  # How much a tiny model gains varies with thread scheduling (one CI run on two
-  # cores: 0.0381 -> 0.0374, others over 10%), so only the direction is checked.
-  assert record["held_out_net_bpp_after"] < record["held_out_net_bpp_before"]
+  # The fixture is seeded (conftest.train_tiny), so this is one fixed number:
+  # 0.0402 -> 0.0324 bpp on one core and on two. Unseeded fixtures had ranged
+  # from -43% to +1%.
+  assert record["held_out_net_bpp_after"] < 0.9 * record["held_out_net_bpp_before"]
   after = dict(model.weight_arrays())
   changed = {k for k in before if not np.array_equal(before[k], after[k])}
   assert changed and all("hyper_analysis" in k for k in changed), changed

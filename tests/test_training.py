@@ -21,7 +21,7 @@ def _dataset():
 
 
 def test_training_lowers_loss_and_resumes(tmp_path):
-  tf.random.set_seed(0)
+  tf.keras.utils.set_random_seed(0)
   path = str(tmp_path / "run")
   lines = []
   model = hyperprior.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
@@ -82,21 +82,25 @@ def test_a_wider_y_keeps_what_the_narrow_model_computes(cls):
   y = narrow.analysis_transform(x)
   y_wide = wide.analysis_transform(x)
   assert y_wide.shape[-1] == 12
-  np.testing.assert_array_equal(y_wide[..., :8], y)
+  # Equal up to summation order: a convolution with more output channels may
+  # take another kernel path (on an AVX2-only CPU, run alone, no element matched
+  # exactly; in the full suite, after other tests, all did).
+  close = dict(rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(y_wide[..., :8], y, **close)
   # The new channels are read with zero weight, whatever they hold.
   y_any = tf.concat([y, 5. * tf.ones_like(y_wide[..., 8:])], axis=-1)
-  np.testing.assert_array_equal(wide.synthesis_transform(y_any),
-                                narrow.synthesis_transform(y))
+  np.testing.assert_allclose(wide.synthesis_transform(y_any),
+                             narrow.synthesis_transform(y), **close)
   z = narrow.hyper_analysis_transform(narrow.hyper_analysis_input(y))
-  np.testing.assert_array_equal(
-      wide.hyper_analysis_transform(wide.hyper_analysis_input(y_any)), z)
+  np.testing.assert_allclose(
+      wide.hyper_analysis_transform(wide.hyper_analysis_input(y_any)), z, **close)
   # Hyper-synthesis outputs come in groups of y channels ([loc, index] or [index]).
   params = narrow.hyper_synthesis_transform(z[..., :8])
   params_wide = wide.hyper_synthesis_transform(z[..., :8])
   groups = params.shape[-1] // 8
   for g in range(groups):
-    np.testing.assert_array_equal(params_wide[..., 12 * g:12 * g + 8],
-                                  params[..., 8 * g:8 * (g + 1)])
+    np.testing.assert_allclose(params_wide[..., 12 * g:12 * g + 8],
+                               params[..., 8 * g:8 * (g + 1)], **close)
   same_width = narrow.weight_arrays()
   assert widening.widen(narrow, same_width) is same_width
   with pytest.raises(ValueError, match="--num_latents is at most 8"):
@@ -145,7 +149,7 @@ def test_continuing_from_exported_weights_keeps_counting_and_logs_legs(tmp_path)
   """A run continued from its own weights.npz (a fresh clone has no train/)
   counts on from its `steps`, and config.json's lr_schedule gains one leg per
   command (a string schedule of older runs becomes the first entry)."""
-  tf.random.set_seed(0)
+  tf.keras.utils.set_random_seed(0)
   path = str(tmp_path / "run")
   model = hyperprior.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
   model.build_all()
@@ -195,7 +199,7 @@ def test_an_interrupted_leg_records_the_step_it_reached(tmp_path):
   """A command stopped before its --last_step (here: its data ran out) records
   the step it reached as the leg's `to_step`; the same command run again goes on
   in that entry rather than adding an overlapping one."""
-  tf.random.set_seed(0)
+  tf.keras.utils.set_random_seed(0)
   path = str(tmp_path / "run")
   model = hyperprior.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
   model.build_all()
@@ -252,7 +256,7 @@ def test_each_resumption_draws_other_crops(tmp_path):
 def test_bfloat16_training_lowers_the_loss_and_leaves_float32_layers(tmp_path):
   """`compute_dtype="bfloat16"` trains the float32 weights through bfloat16
   transforms; afterwards the model runs tfc's layers and kernels again."""
-  tf.random.set_seed(0)
+  tf.keras.utils.set_random_seed(0)
   model = hyperprior.MeanScaleHyperprior(lmbda=0.01, num_filters=8)
   model.build_all()
   x = tf.constant(synthetic.image_batch(8, 64, 64, seed=0), tf.float32)

@@ -12,7 +12,6 @@ import shutil
 import signal
 import time
 
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -319,5 +318,6 @@ def data_seed(seed, start_step):
 
 
 def seed_everything(seed):
-  tf.random.set_seed(seed)
-  np.random.seed(seed)
+  """Seeds TF, NumPy and Python's `random`; Keras initializers draw their seeds
+  from the last, so without it a fresh run's initial weights differ per process."""
+  tf.keras.utils.set_random_seed(seed)
