@@ -86,13 +86,19 @@ def evaluate_run(run, root, on_curves):
   return config, means
 
 
+def family_of(run):
+  """The model family a run name starts with ("mbt2018_bb-num_filters=..."
+  -> "mbt2018_bb")."""
+  return run.split("-")[0]
+
+
 def drop_off_curve_results(root, on_curves, results_dir):
   """Removes the per-image results of shipped runs that are off the curves (a
   wider run of their lambda replaced them): the runner builds a family's CSV from
   every run folder under `results_dir/FAMILY/`, so a replaced run's old files
   would be averaged into its lambda's row."""
   for run in checkpoints.list_runs(root):
-    family = run.split("-")[0]
+    family = family_of(run)
     path = os.path.join(results_dir, family, run)
     if (family in hyperprior.MODEL_CLASSES and run not in on_curves
         and os.path.isdir(path)):
@@ -106,7 +112,7 @@ def readme_table(root):
            "| --- | --- |"]
   on_curves = checkpoints.curve_runs(root)
   for run in checkpoints.list_runs(root):
-    if run.split("-")[0] not in hyperprior.MODEL_CLASSES:
+    if family_of(run) not in hyperprior.MODEL_CLASSES:
       continue
     c = checkpoints.read_config(os.path.join(root, run))
     k = c.get("kodak", {})
@@ -202,7 +208,7 @@ def main(argv):
   del argv
   root = FLAGS.checkpoint_dir or checkpoints.default_checkpoint_dir()
   runs = FLAGS.runs or [r for r in checkpoints.list_runs(root)
-                       if r.split("-")[0] in hyperprior.MODEL_CLASSES]
+                       if family_of(r) in hyperprior.MODEL_CLASSES]
   on_curves = checkpoints.curve_runs(root)
   drop_off_curve_results(root, on_curves, FLAGS.results_dir)
   for run in runs:
