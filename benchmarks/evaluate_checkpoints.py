@@ -86,10 +86,9 @@ def evaluate_run(run, root, on_curves):
   return config, means
 
 
-def family_of(run):
-  """The model family a run name starts with ("mbt2018_bb-num_filters=..."
-  -> "mbt2018_bb")."""
-  return run.split("-")[0]
+def family_of(run, root):
+  """The model family of a run, as its config.json records it ("mbt2018_bb")."""
+  return checkpoints.read_config(os.path.join(root, run)).get("model")
 
 
 def drop_off_curve_results(root, on_curves, results_dir):
@@ -98,7 +97,7 @@ def drop_off_curve_results(root, on_curves, results_dir):
   every run folder under `results_dir/FAMILY/`, so a replaced run's old files
   would be averaged into its lambda's row."""
   for run in checkpoints.list_runs(root):
-    family = family_of(run)
+    family = family_of(run, root)
     path = os.path.join(results_dir, family, run)
     if (family in hyperprior.MODEL_CLASSES and run not in on_curves
         and os.path.isdir(path)):
@@ -112,7 +111,7 @@ def readme_table(root):
            "| --- | --- |"]
   on_curves = checkpoints.curve_runs(root)
   for run in checkpoints.list_runs(root):
-    if family_of(run) not in hyperprior.MODEL_CLASSES:
+    if family_of(run, root) not in hyperprior.MODEL_CLASSES:
       continue
     c = checkpoints.read_config(os.path.join(root, run))
     k = c.get("kodak", {})
@@ -208,7 +207,7 @@ def main(argv):
   del argv
   root = FLAGS.checkpoint_dir or checkpoints.default_checkpoint_dir()
   runs = FLAGS.runs or [r for r in checkpoints.list_runs(root)
-                       if family_of(r) in hyperprior.MODEL_CLASSES]
+                       if family_of(r, root) in hyperprior.MODEL_CLASSES]
   on_curves = checkpoints.curve_runs(root)
   drop_off_curve_results(root, on_curves, FLAGS.results_dir)
   for run in runs:
