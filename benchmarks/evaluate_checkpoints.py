@@ -111,9 +111,9 @@ def readme_table(root):
            "| --- | --- |"]
   on_curves = checkpoints.curve_runs(root)
   for run in checkpoints.list_runs(root):
-    if family_of(run, root) not in hyperprior.MODEL_CLASSES:
-      continue
     c = checkpoints.read_config(os.path.join(root, run))
+    if c.get("model") not in hyperprior.MODEL_CLASSES:
+      continue
     k = c.get("kodak", {})
     fmt = lambda key, f: (f.format(k[key]) if key in k else "-")  # noqa: E731
     note = "" if run in on_curves else " (smaller model, off the curve)"
